@@ -1,1 +1,68 @@
-//! placeholder
+//! Rung 1: one thread, one connection at a time.
+//!
+//! ```text
+//! loop {
+//!     accept ──▶ read request ──▶ connect upstream ──▶ relay ──▶ close
+//! }
+//! ```
+//!
+//! The simplest proxy that is correct: the accept loop calls
+//! [`exchange::serve_connection`] and only accepts again when it returns. It
+//! needs no locks, no pools, no state machine, and it is easy to follow in a
+//! debugger. It is also the baseline that shows why the next rungs exist:
+//! while one exchange waits on a slow upstream, every other client waits in
+//! the kernel's accept backlog (head-of-line blocking). `docs/phase1-blocking.md`
+//! has the experiments.
+//!
+//! Documented differences from the later phases (the conformance suite's
+//! `Profile::PHASE1`): every response carries `Connection: close` (a kept-alive
+//! idle client would block everyone else), and CONNECT gets 501 (a tunnel
+//! relays two directions at once, which one blocking thread cannot do).
+//!
+//! SIGPIPE: Rust programs start with SIGPIPE ignored, so writing to a client
+//! that has gone away is an `EPIPE` error for that connection, not the death
+//! of the process.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod exchange;
+pub mod relay;
+pub mod shutdown;
+pub mod upstream;
+
+use std::io;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use proxy_core::Config;
+
+pub use exchange::Context;
+pub use shutdown::Shutdown;
+
+/// Serves connections from `listener`, one at a time, until `shutdown` is
+/// triggered; then returns (the exchange in flight, if any, is finished first).
+pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<()> {
+    let ctx = Context {
+        config,
+        keep_alive: false,
+    };
+    for stream in listener.incoming() {
+        if shutdown.is_triggered() {
+            break;
+        }
+        match stream {
+            Ok(client) => exchange::serve_connection(client, &ctx),
+            Err(e) => {
+                // EMFILE and friends: the error belongs to one connection
+                // attempt, not to the server. Back off briefly so a full fd
+                // table does not turn into a busy loop.
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    tracing::info!("stopped accepting; exiting");
+    Ok(())
+}

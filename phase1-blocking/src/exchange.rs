@@ -1,0 +1,506 @@
+//! One client connection, served start to finish with blocking I/O.
+//!
+//! This is the code every blocking phase shares: phase 1 calls
+//! [`serve_connection`] from its accept loop, one connection at a time;
+//! phase 2 calls the same function from a pool of worker threads. The steps
+//! of one exchange, each a function below:
+//!
+//! ```text
+//! read request head ──▶ route ──▶ connect upstream ──▶ send head (+ wait for 100)
+//!        │                                                     │
+//!        ▼ (bad input: answer 4xx, close)                      ▼
+//!   next request ◀── relay response body ◀── read response head ◀── relay request body
+//! ```
+//!
+//! Every wait has a deadline (a socket timeout from the configuration), so a
+//! silent peer costs at most that long; and every failure becomes either an
+//! answer to the client (if no response has started) or a closed connection
+//! (if one has: a truncated body must never look complete).
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown as SocketShutdown, TcpStream};
+use std::time::{Duration, Instant, SystemTime};
+
+use proxy_core::access_log::AccessRecord;
+use proxy_core::answers;
+use proxy_core::framing::{BodyFramer, BodyKind};
+use proxy_core::rewrite::{self, ClientBody};
+use proxy_core::target::{self, Route};
+use proxy_core::{Config, ProxyError, RequestHead, ResponseHead, parse_request, parse_response};
+
+use crate::relay::{self, HeadError, RelayError};
+use crate::upstream;
+
+/// How long to wait for an upstream's `100 Continue` before sending the
+/// request body anyway (what curl does on the client side, for the same
+/// reason: the upstream may not implement 100-continue).
+const EXPECT_CONTINUE_WAIT: Duration = Duration::from_secs(1);
+
+/// What a blocking phase needs to serve a connection.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Config,
+    /// Whether client connections may stay open between exchanges. Phase 1:
+    /// false; every response says `Connection: close`.
+    pub keep_alive: bool,
+}
+
+/// Serves every exchange on `client` until it closes (phase 1: exactly one).
+/// Never panics and never returns an error: whatever happens to this
+/// connection is logged and stays with this connection.
+pub fn serve_connection(client: TcpStream, ctx: &Context) {
+    let client_ip = match client.peer_addr() {
+        Ok(addr) => addr.ip(),
+        Err(e) => {
+            tracing::debug!(error = %e, "client vanished before it was served");
+            return;
+        }
+    };
+    client.set_nodelay(true).ok();
+    let mut conn = ClientConn {
+        stream: client,
+        ip: client_ip,
+        pending: Vec::new(),
+    };
+    let mut first = true;
+    loop {
+        let keep_open = serve_exchange(&mut conn, ctx, first);
+        if !keep_open || !ctx.keep_alive {
+            break;
+        }
+        first = false;
+    }
+    // Tell the client we are done, then let buffered bytes drain before close.
+    let _ = conn.stream.shutdown(SocketShutdown::Write);
+}
+
+/// The client side of a connection: the socket, and bytes read but not yet
+/// used (the start of a body, or of the next pipelined request).
+struct ClientConn {
+    stream: TcpStream,
+    ip: IpAddr,
+    pending: Vec<u8>,
+}
+
+/// One exchange. Returns true if the connection may serve another.
+fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> bool {
+    let config = &ctx.config;
+    let started = Instant::now();
+    let start_time = SystemTime::now();
+    // The first request gets --header-timeout; on a kept-alive connection the
+    // wait for the next one is --idle-timeout.
+    let budget = if first {
+        config.header_timeout
+    } else {
+        config.idle_timeout
+    };
+    let max = config.max_header_bytes;
+    let read = relay::read_head(&mut conn.stream, &mut conn.pending, started + budget, |b| {
+        parse_request(b, max)
+    });
+    let (req, head_len) = match read {
+        Ok(found) => found,
+        Err(HeadError::Closed | HeadError::IdleTimeout | HeadError::ClosedMidHead) => return false,
+        Err(HeadError::Io(e)) => {
+            tracing::debug!(error = %e, "client read failed");
+            return false;
+        }
+        Err(HeadError::PartialTimeout) => {
+            let err = ProxyError::RequestTimeout;
+            answer_error(conn, ctx, &err, None, start_time, started);
+            return false;
+        }
+        Err(HeadError::Invalid(err)) => {
+            answer_error(conn, ctx, &err, None, start_time, started);
+            return false;
+        }
+    };
+    conn.pending.drain(..head_len);
+    tracing::debug!(request = %req.request_line(), "request head");
+
+    let log = |conn: &ClientConn, status: u16, bytes: u64| {
+        log_exchange(
+            ctx,
+            conn.ip,
+            start_time,
+            started,
+            &req.request_line(),
+            status,
+            bytes,
+        );
+    };
+    match forward(conn, ctx, &req) {
+        Ok(Done {
+            status,
+            body_bytes,
+            keep_alive,
+        }) => {
+            log(conn, status, body_bytes);
+            keep_alive
+        }
+        Err(Failure::Answer(err)) => {
+            answer_error(conn, ctx, &err, Some(&req), start_time, started);
+            false
+        }
+        Err(Failure::Abort {
+            status,
+            body_bytes,
+            reason,
+        }) => {
+            tracing::debug!(%reason, "exchange aborted");
+            log(conn, status, body_bytes);
+            false
+        }
+    }
+}
+
+/// A completed exchange.
+struct Done {
+    status: u16,
+    body_bytes: u64,
+    keep_alive: bool,
+}
+
+/// How an exchange failed.
+enum Failure {
+    /// Nothing has been sent to the client yet: answer with this error.
+    Answer(ProxyError),
+    /// Part of a response went out (or the client is gone): all that is left
+    /// is to close the connection.
+    Abort {
+        status: u16,
+        body_bytes: u64,
+        reason: String,
+    },
+}
+
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Failure {
+        Failure::Answer(e)
+    }
+}
+
+/// Routes, connects and relays one request and its response.
+fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Done, Failure> {
+    let config = &ctx.config;
+    let authority = match target::route(req, &config.mode)? {
+        Route::Upstream(a) => a,
+        Route::Tunnel(_) => {
+            return Err(Failure::Answer(ProxyError::NotImplemented(
+                "CONNECT tunnels need two directions at once, and phase 1 has one thread: use phase 2 or later"
+                    .into(),
+            )));
+        }
+    };
+    let mut upstream = upstream::connect(&authority, config.connect_timeout)?;
+    let io_err =
+        |what: &str, e: io::Error| ProxyError::BadGateway(format!("{what} {authority}: {e}"));
+    upstream
+        .set_write_timeout(Some(config.upstream_timeout))
+        .map_err(|e| io_err("cannot configure connection to", e))?;
+    conn.stream
+        .set_write_timeout(Some(config.idle_timeout))
+        .ok();
+
+    let head = rewrite::upstream_request(req, conn.ip, false);
+    upstream
+        .write_all(&head)
+        .map_err(|e| io_err("cannot send the request to", e))?;
+
+    // The upstream's bytes, like the client's, are read into a buffer that
+    // outlives one read.
+    let mut from_upstream: Vec<u8> = Vec::new();
+    let mut early_response = None;
+    let has_body = !matches!(req.body, BodyKind::None | BodyKind::Length(0));
+    if req.expect_continue && has_body && conn.pending.is_empty() {
+        early_response = await_continue(conn, ctx, req, &mut upstream, &mut from_upstream)?;
+    }
+
+    let resp = match early_response {
+        // The upstream answered before the body was sent (417, 401, ...):
+        // the body is never read, so this connection cannot continue.
+        Some(resp) => {
+            return relay_response(
+                conn,
+                ctx,
+                req,
+                &mut upstream,
+                &mut from_upstream,
+                resp,
+                true,
+            );
+        }
+        None => {
+            send_request_body(conn, ctx, req, &mut upstream)?;
+            read_final_response(conn, ctx, req, &mut upstream, &mut from_upstream)?
+        }
+    };
+    relay_response(
+        conn,
+        ctx,
+        req,
+        &mut upstream,
+        &mut from_upstream,
+        resp,
+        false,
+    )
+}
+
+/// `Expect: 100-continue`: waits briefly for the upstream's verdict. Returns
+/// a final response if the upstream refused the body, `None` if the body
+/// should be sent (a `100 Continue` was relayed, or the upstream said nothing).
+fn await_continue(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    req: &RequestHead,
+    upstream: &mut TcpStream,
+    from_upstream: &mut Vec<u8>,
+) -> Result<Option<ResponseHead>, Failure> {
+    let max = ctx.config.max_header_bytes;
+    let deadline = Instant::now() + EXPECT_CONTINUE_WAIT;
+    match relay::read_head(upstream, from_upstream, deadline, |b| {
+        parse_response(b, max)
+    }) {
+        Ok((resp, len)) => {
+            from_upstream.drain(..len);
+            if resp.status == 100 {
+                send_interim(conn, req, &resp)?;
+                Ok(None)
+            } else if resp.is_interim() {
+                // Some other 1xx (103 Early Hints): relay it, keep waiting
+                // for the final answer after the body.
+                send_interim(conn, req, &resp)?;
+                Ok(None)
+            } else {
+                Ok(Some(resp))
+            }
+        }
+        Err(HeadError::IdleTimeout | HeadError::PartialTimeout) => Ok(None),
+        Err(e) => Err(upstream_head_failure(e, ctx).into()),
+    }
+}
+
+fn send_interim(
+    conn: &mut ClientConn,
+    req: &RequestHead,
+    resp: &ResponseHead,
+) -> Result<(), Failure> {
+    if resp.status == 101 {
+        return Err(ProxyError::BadGateway(
+            "upstream switched protocols although Upgrade was not forwarded".into(),
+        )
+        .into());
+    }
+    if let Some(bytes) = rewrite::interim_response(req, resp) {
+        conn.stream.write_all(&bytes).map_err(|e| Failure::Abort {
+            status: resp.status,
+            body_bytes: 0,
+            reason: format!("client write failed: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Streams the request body to the upstream.
+fn send_request_body(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    req: &RequestHead,
+    upstream: &mut TcpStream,
+) -> Result<(), Failure> {
+    let mut framer = BodyFramer::new(req.body);
+    if framer.is_done() {
+        return Ok(());
+    }
+    // A client that stops sending its body mid-way is idle.
+    conn.stream
+        .set_read_timeout(Some(ctx.config.idle_timeout))
+        .ok();
+    let result = relay::relay_body(
+        &mut framer,
+        &mut conn.stream,
+        &mut conn.pending,
+        upstream,
+        ClientBody::Verbatim,
+    );
+    match result {
+        Ok(_) => Ok(()),
+        // The body is broken: nothing of the response has been sent, so the
+        // client gets a 400, and the connection closes (after a framing error
+        // we no longer know where the next request would start).
+        Err(RelayError::Framing(e)) => Err(ProxyError::BadRequestBody(e).into()),
+        Err(RelayError::Truncated(_)) => Err(abort(0, "client closed before the end of its body")),
+        Err(RelayError::Read(e)) if relay::is_timeout(&e) => Err(ProxyError::BadRequest(
+            "the request body stalled past --idle-timeout".into(),
+        )
+        .into()),
+        Err(RelayError::Read(e)) => Err(abort(0, &format!("client read failed: {e}"))),
+        // The upstream stopped reading: it may have answered early (413...);
+        // the caller reads the response next and finds out.
+        Err(RelayError::Write(e)) => {
+            tracing::debug!(error = %e, "upstream stopped reading the request body");
+            Ok(())
+        }
+    }
+}
+
+fn abort(status: u16, reason: &str) -> Failure {
+    Failure::Abort {
+        status,
+        body_bytes: 0,
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads response heads until a final one, relaying 1xx to the client.
+fn read_final_response(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    req: &RequestHead,
+    upstream: &mut TcpStream,
+    from_upstream: &mut Vec<u8>,
+) -> Result<ResponseHead, Failure> {
+    let max = ctx.config.max_header_bytes;
+    loop {
+        let deadline = Instant::now() + ctx.config.upstream_timeout;
+        let (resp, len) = relay::read_head(upstream, from_upstream, deadline, |b| {
+            parse_response(b, max)
+        })
+        .map_err(|e| Failure::from(upstream_head_failure(e, ctx)))?;
+        from_upstream.drain(..len);
+        if !resp.is_interim() {
+            return Ok(resp);
+        }
+        send_interim(conn, req, &resp)?;
+    }
+}
+
+/// The status an upstream that failed to send a response head earns.
+fn upstream_head_failure(e: HeadError, ctx: &Context) -> ProxyError {
+    match e {
+        HeadError::IdleTimeout | HeadError::PartialTimeout => ProxyError::GatewayTimeout(format!(
+            "the upstream did not answer within {}s",
+            ctx.config.upstream_timeout.as_secs()
+        )),
+        HeadError::Invalid(err) => err,
+        HeadError::Closed | HeadError::ClosedMidHead => ProxyError::BadGateway(
+            "the upstream closed the connection without a complete response".into(),
+        ),
+        HeadError::Io(e) => {
+            ProxyError::BadGateway(format!("reading the upstream's response failed: {e}"))
+        }
+    }
+}
+
+/// Sends the response head and streams its body to the client.
+fn relay_response(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    req: &RequestHead,
+    upstream: &mut TcpStream,
+    from_upstream: &mut Vec<u8>,
+    resp: ResponseHead,
+    force_close: bool,
+) -> Result<Done, Failure> {
+    let plan = rewrite::plan_response(req, &resp, ctx.keep_alive && !force_close);
+    let status = resp.status;
+    conn.stream
+        .write_all(&plan.head)
+        .map_err(|e| Failure::Abort {
+            status,
+            body_bytes: 0,
+            reason: format!("client write failed: {e}"),
+        })?;
+    upstream
+        .set_read_timeout(Some(ctx.config.upstream_timeout))
+        .ok();
+    let mut framer = BodyFramer::new(plan.upstream_body);
+    match relay::relay_body(
+        &mut framer,
+        upstream,
+        from_upstream,
+        &mut conn.stream,
+        plan.client_body,
+    ) {
+        Ok(body_bytes) => Ok(Done {
+            status,
+            body_bytes,
+            keep_alive: plan.keep_alive,
+        }),
+        // Whatever went wrong, part of the response is out: closing the
+        // connection is the only way to tell the client it is incomplete.
+        Err(e) => Err(Failure::Abort {
+            status,
+            body_bytes: framer.data_seen(),
+            reason: match e {
+                RelayError::Read(e) if relay::is_timeout(&e) => "upstream stalled mid-body".into(),
+                RelayError::Read(e) => format!("upstream read failed mid-body: {e}"),
+                RelayError::Truncated(e) | RelayError::Framing(e) => {
+                    format!("upstream body broken: {e}")
+                }
+                RelayError::Write(e) => format!("client went away mid-body: {e}"),
+            },
+        }),
+    }
+}
+
+/// Sends the answer for `err` (if the client is still there) and logs it.
+fn answer_error(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    err: &ProxyError,
+    req: Option<&RequestHead>,
+    start_time: SystemTime,
+    started: Instant,
+) {
+    let is_head = req.is_some_and(|r| r.is_head());
+    tracing::debug!(status = err.status(), error = %err, "answering with an error");
+    let bytes = answers::error_answer(err, is_head);
+    conn.stream
+        .set_write_timeout(Some(ctx.config.idle_timeout))
+        .ok();
+    if let Err(e) = conn.stream.write_all(&bytes) {
+        tracing::debug!(error = %e, "client gone before the answer");
+    }
+    let line = req.map_or_else(|| "-".to_string(), |r| r.request_line());
+    let body_len = if is_head {
+        0
+    } else {
+        err.to_string().len() as u64 + 1
+    };
+    log_exchange(
+        ctx,
+        conn.ip,
+        start_time,
+        started,
+        &line,
+        err.status(),
+        body_len,
+    );
+}
+
+fn log_exchange(
+    ctx: &Context,
+    client: IpAddr,
+    start: SystemTime,
+    started: Instant,
+    line: &str,
+    status: u16,
+    bytes: u64,
+) {
+    if !ctx.config.access_log {
+        return;
+    }
+    let record = AccessRecord {
+        client,
+        start,
+        request_line: line.to_string(),
+        status,
+        body_bytes: bytes,
+        duration: started.elapsed(),
+    };
+    // Access lines go to stdout; a closed stdout must not stop the proxy.
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{record}");
+    let _ = out.flush();
+}

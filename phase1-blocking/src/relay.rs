@@ -1,0 +1,202 @@
+//! Blocking I/O around proxy-core's pure parsers: read a head until it is
+//! complete, and stream a body from one socket to another through a
+//! [`BodyFramer`], in constant memory.
+//!
+//! Both functions work on a `pending` buffer: bytes already read from the
+//! source but not yet used. After a head, it holds the start of the body;
+//! after a body, the start of the next (pipelined) message. Nothing read is
+//! ever lost, and nothing after a message's end is ever treated as part of it.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use proxy_core::framing::{self, BodyFramer, FramingError};
+use proxy_core::rewrite::ClientBody;
+use proxy_core::{Parsed, ProxyError};
+
+/// Size of each read. Bodies stream through a buffer of this size, so a
+/// 1 GiB body costs no more memory than a 1 KiB one.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Why reading a head stopped without one.
+#[derive(Debug)]
+pub enum HeadError {
+    /// The peer closed (or reset) before sending anything: not an error.
+    Closed,
+    /// Time ran out with nothing received (idle connection).
+    IdleTimeout,
+    /// Time ran out in the middle of a head.
+    PartialTimeout,
+    /// The peer closed after sending part of a head.
+    ClosedMidHead,
+    /// The bytes are not a valid head.
+    Invalid(ProxyError),
+    /// Any other I/O error.
+    Io(io::Error),
+}
+
+/// True for the errors a read or write timeout produces (`WouldBlock` on
+/// Unix, `TimedOut` on Windows).
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads from `source` into `pending` until `parse` finds a whole head, the
+/// deadline passes, or the peer goes away. The socket's read timeout is set
+/// to the time left before each read, so a client trickling one byte per
+/// second still runs out of time (a slowloris defence).
+pub fn read_head<T>(
+    source: &mut std::net::TcpStream,
+    pending: &mut Vec<u8>,
+    deadline: Instant,
+    parse: impl Fn(&[u8]) -> Result<Parsed<T>, ProxyError>,
+) -> Result<(T, usize), HeadError> {
+    let mut chunk = [0u8; 8 * 1024];
+    loop {
+        if !pending.is_empty() {
+            match parse(pending) {
+                Ok(Parsed::Complete { head, len }) => return Ok((head, len)),
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(HeadError::Invalid(e)),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout_error(pending));
+        }
+        source.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
+        match source.read(&mut chunk) {
+            Ok(0) if pending.is_empty() => return Err(HeadError::Closed),
+            Ok(0) => return Err(HeadError::ClosedMidHead),
+            // `parse` refuses heads over the size limit, so `pending` stays
+            // bounded by that limit plus one chunk.
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(timeout_error(pending)),
+            Err(e) if pending.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(HeadError::Closed);
+            }
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+fn timeout_error(pending: &[u8]) -> HeadError {
+    if pending.is_empty() {
+        HeadError::IdleTimeout
+    } else {
+        HeadError::PartialTimeout
+    }
+}
+
+/// Why a body relay stopped early.
+#[derive(Debug)]
+pub enum RelayError {
+    /// Reading the source failed (including a read timeout).
+    Read(io::Error),
+    /// The source closed before the body's end.
+    Truncated(FramingError),
+    /// The body's framing is invalid (a bad chunk size, a bare LF, ...).
+    Framing(FramingError),
+    /// Writing to the sink failed (the other side went away or stalled).
+    Write(io::Error),
+}
+
+/// Streams one body from `source` to `sink`.
+///
+/// `pending` holds bytes already read from `source`; on return it holds the
+/// bytes after the body (the next message), if any. `mode` says whether the
+/// bytes go on as they are, de-chunked or re-chunked. Returns the number of
+/// payload bytes relayed.
+pub fn relay_body(
+    framer: &mut BodyFramer,
+    source: &mut impl Read,
+    pending: &mut Vec<u8>,
+    sink: &mut impl Write,
+    mode: ClientBody,
+) -> Result<u64, RelayError> {
+    if mode == ClientBody::None {
+        return Ok(0);
+    }
+    let mut sent = 0u64;
+    // First the bytes that arrived with the head.
+    if !pending.is_empty() {
+        let used = forward(framer, pending, sink, mode, &mut sent)?;
+        pending.drain(..used);
+    }
+    let mut chunk = vec![0u8; READ_CHUNK];
+    while !framer.is_done() {
+        let n = match source.read(&mut chunk) {
+            Ok(0) => {
+                framer.finish().map_err(RelayError::Truncated)?;
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RelayError::Read(e)),
+        };
+        let used = forward(framer, &chunk[..n], sink, mode, &mut sent)?;
+        // Bytes after the body's end belong to the next message.
+        pending.extend_from_slice(&chunk[used..n]);
+    }
+    if mode == ClientBody::Rechunk {
+        sink.write_all(framing::LAST_CHUNK)
+            .map_err(RelayError::Write)?;
+    }
+    sink.flush().map_err(RelayError::Write)?;
+    Ok(sent)
+}
+
+/// Passes the body bytes at the start of `input` through the framer to the
+/// sink; returns how many bytes of `input` belonged to the body.
+fn forward(
+    framer: &mut BodyFramer,
+    input: &[u8],
+    sink: &mut impl Write,
+    mode: ClientBody,
+    sent: &mut u64,
+) -> Result<usize, RelayError> {
+    match mode {
+        ClientBody::None => Ok(0),
+        // The framer validates; the bytes go on untouched, in one write.
+        ClientBody::Verbatim => {
+            let adv = framer.advance(input).map_err(RelayError::Framing)?;
+            sink.write_all(&input[..adv.consumed])
+                .map_err(RelayError::Write)?;
+            *sent += adv.consumed as u64;
+            Ok(adv.consumed)
+        }
+        // Only the payload goes on (chunk-size lines and trailers stay here).
+        ClientBody::Dechunk => {
+            let mut at = 0;
+            while at < input.len() && !framer.is_done() {
+                let step = framer.step(&input[at..]).map_err(RelayError::Framing)?;
+                if step.consumed == 0 {
+                    break;
+                }
+                let data = &input[at + step.data.start..at + step.data.end];
+                sink.write_all(data).map_err(RelayError::Write)?;
+                *sent += data.len() as u64;
+                at += step.consumed;
+            }
+            Ok(at)
+        }
+        // A close-delimited body, wrapped in one chunk per read.
+        ClientBody::Rechunk => {
+            let adv = framer.advance(input).map_err(RelayError::Framing)?;
+            if adv.consumed > 0 {
+                let line = framing::chunk_size_line(adv.consumed);
+                sink.write_all(line.as_ref()).map_err(RelayError::Write)?;
+                sink.write_all(&input[..adv.consumed])
+                    .map_err(RelayError::Write)?;
+                sink.write_all(framing::CHUNK_END)
+                    .map_err(RelayError::Write)?;
+            }
+            *sent += adv.consumed as u64;
+            Ok(adv.consumed)
+        }
+    }
+}
