@@ -216,20 +216,12 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
         early_response = await_continue(conn, ctx, req, &mut upstream, &mut from_upstream)?;
     }
 
+    // An upstream that answered before the body was sent (417, 401, ...)
+    // never gets the body, which stays unread on the client connection: that
+    // connection cannot serve another request.
+    let body_refused = early_response.is_some();
     let resp = match early_response {
-        // The upstream answered before the body was sent (417, 401, ...):
-        // the body is never read, so this connection cannot continue.
-        Some(resp) => {
-            return relay_response(
-                conn,
-                ctx,
-                req,
-                &mut upstream,
-                &mut from_upstream,
-                resp,
-                true,
-            );
-        }
+        Some(resp) => resp,
         None => {
             send_request_body(conn, ctx, req, &mut upstream)?;
             read_final_response(conn, ctx, req, &mut upstream, &mut from_upstream)?
@@ -242,7 +234,7 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
         &mut upstream,
         &mut from_upstream,
         resp,
-        false,
+        body_refused,
     )
 }
 
@@ -263,12 +255,9 @@ fn await_continue(
     }) {
         Ok((resp, len)) => {
             from_upstream.drain(..len);
-            if resp.status == 100 {
-                send_interim(conn, req, &resp)?;
-                Ok(None)
-            } else if resp.is_interim() {
-                // Some other 1xx (103 Early Hints): relay it, keep waiting
-                // for the final answer after the body.
+            if resp.is_interim() {
+                // 100 Continue (or another 1xx, such as 103 Early Hints):
+                // relay it; the body follows, then the final response.
                 send_interim(conn, req, &resp)?;
                 Ok(None)
             } else {

@@ -1,6 +1,6 @@
 //! `phase1-blocking`: parse the flags, bind, print the address, serve.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::TcpListener;
 
 use anyhow::Context as _;
@@ -10,6 +10,7 @@ fn main() -> anyhow::Result<()> {
     let config = Config::parse(Phase::Blocking);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
         .init();
 
