@@ -12,19 +12,21 @@
 //!   next request ◀── relay response body ◀── read response head ◀── relay request body
 //! ```
 //!
-//! Every wait has a deadline (a socket timeout from the configuration), so a
-//! silent peer costs at most that long; and every failure becomes either an
-//! answer to the client (if no response has started) or a closed connection
+//! Every socket wait has a deadline (a timeout from the configuration), so a
+//! silent peer costs at most that long. One wait does not: name resolution
+//! (`getaddrinfo`) blocks for as long as the system resolver takes, which is
+//! why phase 3 moves it to a helper thread. Every failure becomes either an
+//! answer to the client (if no response has started) or a reset connection
 //! (if one has: a truncated body must never look complete).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as SocketShutdown, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 use proxy_core::access_log::AccessRecord;
 use proxy_core::answers;
 use proxy_core::framing::{BodyFramer, BodyKind};
-use proxy_core::rewrite::{self, ClientBody};
+use proxy_core::rewrite::{self, BodyRelay};
 use proxy_core::target::{self, Route};
 use proxy_core::{Config, ProxyError, RequestHead, ResponseHead, parse_request, parse_response};
 
@@ -35,6 +37,16 @@ use crate::upstream;
 /// request body anyway (what curl does on the client side, for the same
 /// reason: the upstream may not implement 100-continue).
 const EXPECT_CONTINUE_WAIT: Duration = Duration::from_secs(1);
+
+/// The most interim (1xx) responses relayed before the final one; an
+/// upstream that sends more is broken (or hostile) and earns a 502.
+const MAX_INTERIM_RESPONSES: usize = 16;
+
+/// How long, and how many bytes, the proxy keeps reading (and discarding)
+/// after it has said its last word, so that its answer is not destroyed by a
+/// reset (see `close_gracefully`).
+const LINGER_TIME: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// What a blocking phase needs to serve a connection.
 #[derive(Debug, Clone)]
@@ -63,15 +75,58 @@ pub fn serve_connection(client: TcpStream, ctx: &Context) {
         pending: Vec::new(),
     };
     let mut first = true;
-    loop {
-        let keep_open = serve_exchange(&mut conn, ctx, first);
-        if !keep_open || !ctx.keep_alive {
-            break;
+    let after = loop {
+        match serve_exchange(&mut conn, ctx, first) {
+            After::KeepOpen if ctx.keep_alive => first = false,
+            After::KeepOpen | After::Close => break After::Close,
+            After::Reset => break After::Reset,
         }
-        first = false;
+    };
+    match after {
+        After::Reset => reset(conn.stream),
+        _ => close_gracefully(conn.stream),
     }
-    // Tell the client we are done, then let buffered bytes drain before close.
-    let _ = conn.stream.shutdown(SocketShutdown::Write);
+}
+
+/// What happens to the client connection after an exchange.
+enum After {
+    /// Ready for the next request (if the phase does keep-alive).
+    KeepOpen,
+    /// Close it, making sure the last response arrives.
+    Close,
+    /// Reset it: a response was cut short, and a reset is the only way to
+    /// tell an HTTP/1.0 client (or one reading until close) that the body it
+    /// got is incomplete. A clean close would make it look complete.
+    Reset,
+}
+
+/// Closes a connection without destroying the last response: if the client
+/// is still sending (a body the proxy refused, a pipelined request), closing
+/// with unread bytes makes the kernel send a reset, which can discard the
+/// response from the client's receive buffer before it reads it (RFC 9112
+/// §9.6). So: send FIN, then read and discard for a short while.
+fn close_gracefully(mut stream: TcpStream) {
+    if stream.shutdown(SocketShutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut scratch = [0u8; 8 * 1024];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}
+
+/// Drops a connection with a TCP reset (SO_LINGER 0) instead of a FIN.
+fn reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
 }
 
 /// The client side of a connection: the socket, and bytes read but not yet
@@ -82,8 +137,8 @@ struct ClientConn {
     pending: Vec<u8>,
 }
 
-/// One exchange. Returns true if the connection may serve another.
-fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> bool {
+/// One exchange, and what to do with the connection afterwards.
+fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
     let config = &ctx.config;
     let started = Instant::now();
     let start_time = SystemTime::now();
@@ -100,19 +155,21 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> bool {
     });
     let (req, head_len) = match read {
         Ok(found) => found,
-        Err(HeadError::Closed | HeadError::IdleTimeout | HeadError::ClosedMidHead) => return false,
+        Err(HeadError::Closed | HeadError::IdleTimeout | HeadError::ClosedMidHead) => {
+            return After::Close;
+        }
         Err(HeadError::Io(e)) => {
             tracing::debug!(error = %e, "client read failed");
-            return false;
+            return After::Close;
         }
         Err(HeadError::PartialTimeout) => {
             let err = ProxyError::RequestTimeout;
             answer_error(conn, ctx, &err, None, start_time, started);
-            return false;
+            return After::Close;
         }
         Err(HeadError::Invalid(err)) => {
             answer_error(conn, ctx, &err, None, start_time, started);
-            return false;
+            return After::Close;
         }
     };
     conn.pending.drain(..head_len);
@@ -136,11 +193,15 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> bool {
             keep_alive,
         }) => {
             log(conn, status, body_bytes);
-            keep_alive
+            if keep_alive {
+                After::KeepOpen
+            } else {
+                After::Close
+            }
         }
         Err(Failure::Answer(err)) => {
             answer_error(conn, ctx, &err, Some(&req), start_time, started);
-            false
+            After::Close
         }
         Err(Failure::Abort {
             status,
@@ -149,7 +210,7 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> bool {
         }) => {
             tracing::debug!(%reason, "exchange aborted");
             log(conn, status, body_bytes);
-            false
+            After::Reset
         }
     }
 }
@@ -202,7 +263,7 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
         .set_write_timeout(Some(config.idle_timeout))
         .ok();
 
-    let head = rewrite::upstream_request(req, conn.ip, false);
+    let head = rewrite::upstream_request(req, &authority, conn.ip, false);
     upstream
         .write_all(&head)
         .map_err(|e| io_err("cannot send the request to", e))?;
@@ -216,15 +277,16 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
         early_response = await_continue(conn, ctx, req, &mut upstream, &mut from_upstream)?;
     }
 
-    // An upstream that answered before the body was sent (417, 401, ...)
-    // never gets the body, which stays unread on the client connection: that
-    // connection cannot serve another request.
-    let body_refused = early_response.is_some();
-    let resp = match early_response {
-        Some(resp) => resp,
+    // If the body was not read to its end (the upstream answered before it
+    // was sent, 417 or 401; or it stopped reading mid-way), the rest of it is
+    // still on the client connection. Parsing it as the next request would be
+    // request smuggling, so this connection closes after the response.
+    let (resp, body_complete) = match early_response {
+        Some(resp) => (resp, false),
         None => {
-            send_request_body(conn, ctx, req, &mut upstream)?;
-            read_final_response(conn, ctx, req, &mut upstream, &mut from_upstream)?
+            let complete = send_request_body(conn, ctx, req, &mut upstream)?;
+            let resp = read_final_response(conn, ctx, req, &mut upstream, &mut from_upstream)?;
+            (resp, complete)
         }
     };
     relay_response(
@@ -234,7 +296,7 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
         &mut upstream,
         &mut from_upstream,
         resp,
-        body_refused,
+        !body_complete,
     )
 }
 
@@ -290,30 +352,37 @@ fn send_interim(
     Ok(())
 }
 
-/// Streams the request body to the upstream.
+/// Streams the request body to the upstream. Returns false if the upstream
+/// stopped reading before the end (the rest of the body is then unread).
 fn send_request_body(
     conn: &mut ClientConn,
     ctx: &Context,
     req: &RequestHead,
     upstream: &mut TcpStream,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let mut framer = BodyFramer::new(req.body);
     if framer.is_done() {
-        return Ok(());
+        return Ok(true);
     }
     // A client that stops sending its body mid-way is idle.
     conn.stream
         .set_read_timeout(Some(ctx.config.idle_timeout))
         .ok();
+    // A chunked body is re-chunked: only sizes and data go upstream, never
+    // the client's chunk extensions or trailers.
+    let relay = match req.body {
+        BodyKind::Chunked => BodyRelay::Rechunk,
+        _ => BodyRelay::Verbatim,
+    };
     let result = relay::relay_body(
         &mut framer,
         &mut conn.stream,
         &mut conn.pending,
         upstream,
-        ClientBody::Verbatim,
+        relay,
     );
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         // The body is broken: nothing of the response has been sent, so the
         // client gets a 400, and the connection closes (after a framing error
         // we no longer know where the next request would start).
@@ -328,7 +397,7 @@ fn send_request_body(
         // the caller reads the response next and finds out.
         Err(RelayError::Write(e)) => {
             tracing::debug!(error = %e, "upstream stopped reading the request body");
-            Ok(())
+            Ok(false)
         }
     }
 }
@@ -350,8 +419,10 @@ fn read_final_response(
     from_upstream: &mut Vec<u8>,
 ) -> Result<ResponseHead, Failure> {
     let max = ctx.config.max_header_bytes;
-    loop {
-        let deadline = Instant::now() + ctx.config.upstream_timeout;
+    // One deadline for the final response, however many 1xx come first: an
+    // upstream that sends `100 Continue` every second must still time out.
+    let deadline = Instant::now() + ctx.config.upstream_timeout;
+    for _ in 0..=MAX_INTERIM_RESPONSES {
         let (resp, len) = relay::read_head(upstream, from_upstream, deadline, |b| {
             parse_response(b, max)
         })
@@ -362,6 +433,10 @@ fn read_final_response(
         }
         send_interim(conn, req, &resp)?;
     }
+    Err(ProxyError::BadGateway(format!(
+        "the upstream sent more than {MAX_INTERIM_RESPONSES} interim responses"
+    ))
+    .into())
 }
 
 /// The status an upstream that failed to send a response head earns.

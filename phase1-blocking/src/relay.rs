@@ -7,11 +7,11 @@
 //! after a body, the start of the next (pipelined) message. Nothing read is
 //! ever lost, and nothing after a message's end is ever treated as part of it.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::time::Instant;
 
 use proxy_core::framing::{self, BodyFramer, FramingError};
-use proxy_core::rewrite::ClientBody;
+use proxy_core::rewrite::BodyRelay;
 use proxy_core::{Parsed, ProxyError};
 
 /// Size of each read. Bodies stream through a buffer of this size, so a
@@ -71,8 +71,9 @@ pub fn read_head<T>(
         match source.read(&mut chunk) {
             Ok(0) if pending.is_empty() => return Err(HeadError::Closed),
             Ok(0) => return Err(HeadError::ClosedMidHead),
-            // `parse` refuses heads over the size limit, so `pending` stays
-            // bounded by that limit plus one chunk.
+            // `parse` refuses heads over the size limit (empty lines before
+            // a head included), so `pending` stays bounded by that limit
+            // plus one chunk.
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => return Err(timeout_error(pending)),
@@ -110,22 +111,26 @@ pub enum RelayError {
 /// `pending` holds bytes already read from `source`; on return it holds the
 /// bytes after the body (the next message), if any. `mode` says whether the
 /// bytes go on as they are, de-chunked or re-chunked. Returns the number of
-/// payload bytes relayed.
+/// payload bytes relayed (framing not counted).
 pub fn relay_body(
     framer: &mut BodyFramer,
     source: &mut impl Read,
     pending: &mut Vec<u8>,
     sink: &mut impl Write,
-    mode: ClientBody,
+    mode: BodyRelay,
 ) -> Result<u64, RelayError> {
-    if mode == ClientBody::None {
+    if mode == BodyRelay::None {
         return Ok(0);
     }
+    // Re-framing writes three small pieces per chunk (size line, data, CRLF);
+    // a buffer turns them into one write. Large data slices bypass it.
+    let mut sink = BufWriter::with_capacity(16 * 1024, sink);
     let mut sent = 0u64;
     // First the bytes that arrived with the head.
     if !pending.is_empty() {
-        let used = forward(framer, pending, sink, mode, &mut sent)?;
+        let used = forward(framer, pending, &mut sink, mode, &mut sent)?;
         pending.drain(..used);
+        sink.flush().map_err(RelayError::Write)?;
     }
     let mut chunk = vec![0u8; READ_CHUNK];
     while !framer.is_done() {
@@ -138,11 +143,13 @@ pub fn relay_body(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(RelayError::Read(e)),
         };
-        let used = forward(framer, &chunk[..n], sink, mode, &mut sent)?;
+        let used = forward(framer, &chunk[..n], &mut sink, mode, &mut sent)?;
         // Bytes after the body's end belong to the next message.
         pending.extend_from_slice(&chunk[used..n]);
+        // Stream: what was read goes out now, not when the buffer fills.
+        sink.flush().map_err(RelayError::Write)?;
     }
-    if mode == ClientBody::Rechunk {
+    if mode == BodyRelay::Rechunk {
         sink.write_all(framing::LAST_CHUNK)
             .map_err(RelayError::Write)?;
     }
@@ -156,47 +163,39 @@ fn forward(
     framer: &mut BodyFramer,
     input: &[u8],
     sink: &mut impl Write,
-    mode: ClientBody,
+    mode: BodyRelay,
     sent: &mut u64,
 ) -> Result<usize, RelayError> {
-    match mode {
-        ClientBody::None => Ok(0),
+    if mode == BodyRelay::Verbatim {
         // The framer validates; the bytes go on untouched, in one write.
-        ClientBody::Verbatim => {
-            let adv = framer.advance(input).map_err(RelayError::Framing)?;
-            sink.write_all(&input[..adv.consumed])
-                .map_err(RelayError::Write)?;
-            *sent += adv.consumed as u64;
-            Ok(adv.consumed)
+        let adv = framer.advance(input).map_err(RelayError::Framing)?;
+        sink.write_all(&input[..adv.consumed])
+            .map_err(RelayError::Write)?;
+        *sent += adv.consumed as u64;
+        return Ok(adv.consumed);
+    }
+    // Dechunk and Rechunk: only the payload goes on; chunk-size lines,
+    // extensions and trailers stop here.
+    let mut at = 0;
+    while at < input.len() && !framer.is_done() {
+        let step = framer.step(&input[at..]).map_err(RelayError::Framing)?;
+        if step.consumed == 0 {
+            break;
         }
-        // Only the payload goes on (chunk-size lines and trailers stay here).
-        ClientBody::Dechunk => {
-            let mut at = 0;
-            while at < input.len() && !framer.is_done() {
-                let step = framer.step(&input[at..]).map_err(RelayError::Framing)?;
-                if step.consumed == 0 {
-                    break;
-                }
-                let data = &input[at + step.data.start..at + step.data.end];
-                sink.write_all(data).map_err(RelayError::Write)?;
-                *sent += data.len() as u64;
-                at += step.consumed;
-            }
-            Ok(at)
-        }
-        // A close-delimited body, wrapped in one chunk per read.
-        ClientBody::Rechunk => {
-            let adv = framer.advance(input).map_err(RelayError::Framing)?;
-            if adv.consumed > 0 {
-                let line = framing::chunk_size_line(adv.consumed);
+        let data = &input[at + step.data.start..at + step.data.end];
+        if !data.is_empty() {
+            if mode == BodyRelay::Rechunk {
+                let line = framing::chunk_size_line(data.len());
                 sink.write_all(line.as_ref()).map_err(RelayError::Write)?;
-                sink.write_all(&input[..adv.consumed])
-                    .map_err(RelayError::Write)?;
+            }
+            sink.write_all(data).map_err(RelayError::Write)?;
+            if mode == BodyRelay::Rechunk {
                 sink.write_all(framing::CHUNK_END)
                     .map_err(RelayError::Write)?;
             }
-            *sent += adv.consumed as u64;
-            Ok(adv.consumed)
+            *sent += data.len() as u64;
         }
+        at += step.consumed;
     }
+    Ok(at)
 }

@@ -3,14 +3,20 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proxy_core::{Authority, ProxyError};
 
-/// Resolves `authority` (blocking DNS: fine for one thread that serves one
-/// client at a time; phase 3 must move this to a helper thread) and connects
-/// to the first address that answers.
+/// Resolves `authority` and connects to the first address that answers,
+/// all within `timeout`.
+///
+/// Name resolution is the one blocking call here without a deadline: the
+/// standard library's `to_socket_addrs` calls `getaddrinfo`, which waits as
+/// long as the system resolver does. For one thread serving one client at a
+/// time that is acceptable; an event loop cannot afford it, which is why
+/// phase 3 resolves on a helper thread.
 pub fn connect(authority: &Authority, timeout: Duration) -> Result<TcpStream, ProxyError> {
+    let deadline = Instant::now() + timeout;
     let addrs: Vec<SocketAddr> = (authority.host.as_str(), authority.port)
         .to_socket_addrs()
         .map_err(|e| ProxyError::BadGateway(format!("cannot resolve {authority}: {e}")))?
@@ -20,9 +26,21 @@ pub fn connect(authority: &Authority, timeout: Duration) -> Result<TcpStream, Pr
             "{authority} has no addresses"
         )));
     }
+    let timed_out = || {
+        ProxyError::GatewayTimeout(format!(
+            "no connection to {authority} within {}s",
+            timeout.as_secs()
+        ))
+    };
     let mut last_error = None;
     for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+        // The budget is for the whole attempt, not per address: a name with
+        // ten dead addresses must not cost ten timeouts.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        match TcpStream::connect_timeout(addr, left) {
             Ok(stream) => {
                 // Heads and bodies go out in separate writes; without this,
                 // Nagle's algorithm and delayed ACKs add ~40 ms to exchanges.
@@ -34,10 +52,7 @@ pub fn connect(authority: &Authority, timeout: Duration) -> Result<TcpStream, Pr
     }
     Err(match last_error {
         Some(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
-            ProxyError::GatewayTimeout(format!(
-                "no connection to {authority} within {}s",
-                timeout.as_secs()
-            ))
+            timed_out()
         }
         Some(e) => ProxyError::BadGateway(format!("cannot connect to {authority}: {e}")),
         None => ProxyError::BadGateway(format!("cannot connect to {authority}")),

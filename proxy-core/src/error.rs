@@ -30,9 +30,10 @@ pub enum ProxyError {
     /// The request target is longer than [`crate::request::MAX_TARGET_BYTES`].
     #[error("URI too long: the request target exceeds {0} bytes")]
     UriTooLong(usize),
-    /// The request head is larger than `--max-header-bytes`.
-    #[error("request header fields too large: the head exceeds {0} bytes")]
-    HeaderTooLarge(usize),
+    /// The request head is larger than `--max-header-bytes`, or has more
+    /// fields than [`crate::request::MAX_HEADERS`].
+    #[error("request header fields too large: {0}")]
+    HeaderTooLarge(String),
     /// A feature the proxy does not implement (an unknown transfer coding,
     /// CONNECT in phase 1).
     #[error("not implemented: {0}")]
@@ -88,7 +89,7 @@ mod tests {
             (ProxyError::RequestTimeout, 408),
             (ProxyError::PayloadTooLarge("x".into()), 413),
             (ProxyError::UriTooLong(8192), 414),
-            (ProxyError::HeaderTooLarge(16384), 431),
+            (ProxyError::HeaderTooLarge("x".into()), 431),
             (ProxyError::NotImplemented("x".into()), 501),
             (ProxyError::BadGateway("x".into()), 502),
             (ProxyError::ServiceUnavailable("x".into()), 503),

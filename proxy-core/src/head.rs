@@ -107,11 +107,16 @@ impl ScanError {
 pub(crate) fn scan(buf: &[u8], max: usize) -> Result<Scan, ScanError> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
     // before the request line (some clients send CRLF after a POST body).
+    // Those empty lines count toward `max`, or a peer could send CRLFs forever.
     let mut start = 0;
     while buf[start..].starts_with(b"\r\n") {
         start += 2;
+        if start >= max {
+            return Err(ScanError::TooLarge);
+        }
     }
     let head = &buf[start..];
+    let max = max - start;
     let limit = head.len().min(max);
     for i in 0..limit {
         match head[i] {
@@ -240,6 +245,11 @@ mod tests {
         );
         assert_eq!(scan(&[b'a'; 100], 100), Err(ScanError::TooLarge));
         assert_eq!(scan(&[b'a'; 99], 100), Ok(Scan::Partial));
+        // Empty lines before a head count toward the limit.
+        assert_eq!(scan(&b"\r\n".repeat(50), 100), Err(ScanError::TooLarge));
+        let mut late = b"\r\n".repeat(40);
+        late.extend_from_slice(&[b'a'; 20]);
+        assert_eq!(scan(&late, 100), Err(ScanError::TooLarge));
     }
 
     #[test]

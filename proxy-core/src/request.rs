@@ -108,7 +108,11 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Parsed<Request
     let (start, end) = match head::scan(buf, max_head_bytes) {
         Ok(Scan::Complete { start, end }) => (start, end),
         Ok(Scan::Partial) => return Ok(Parsed::Partial),
-        Err(ScanError::TooLarge) => return Err(ProxyError::HeaderTooLarge(max_head_bytes)),
+        Err(ScanError::TooLarge) => {
+            return Err(ProxyError::HeaderTooLarge(format!(
+                "the head exceeds {max_head_bytes} bytes"
+            )));
+        }
         Err(e) => return Err(ProxyError::bad(e.message())),
     };
 
@@ -119,7 +123,9 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Parsed<Request
         // scan() found the blank line, so httparse cannot need more bytes.
         Ok(httparse::Status::Partial) => return Err(ProxyError::bad("incomplete request head")),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProxyError::HeaderTooLarge(max_head_bytes));
+            return Err(ProxyError::HeaderTooLarge(format!(
+                "more than {MAX_HEADERS} header fields"
+            )));
         }
         Err(httparse::Error::Version) => return Err(version_error(&buf[start..end])),
         Err(e) => return Err(ProxyError::bad(describe(e))),

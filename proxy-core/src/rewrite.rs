@@ -22,7 +22,7 @@ use crate::framing::BodyKind;
 use crate::head::{Header, Version};
 use crate::request::RequestHead;
 use crate::response::ResponseHead;
-use crate::target::Target;
+use crate::target::{Authority, Target};
 
 /// This proxy's entry in `Via` (protocol version, then pseudonym).
 pub const VIA: &str = "1.1 proxy-ladder";
@@ -48,9 +48,13 @@ const REBUILT: &[&str] = &[
 ];
 
 /// True if `header` must not be copied across the proxy as it is.
+///
+/// `Connection` may name extra hop-by-hop fields, but never `Host`: a client
+/// sending `Connection: host` must not be able to strip the Host and land on
+/// the upstream's default virtual host.
 fn is_dropped(header: &Header, connection_tokens: &[String]) -> bool {
     HOP_BY_HOP.iter().chain(REBUILT).any(|n| header.is(n))
-        || connection_tokens.iter().any(|t| header.is(t))
+        || (!header.is("host") && connection_tokens.iter().any(|t| header.is(t)))
 }
 
 /// The combined value of all fields `name`, then `extra`, as one list.
@@ -71,28 +75,42 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `host[:port]` as a Host value: the port is left out when it is 80.
+fn host_value(authority: &Authority) -> String {
+    match (authority.port, authority.host.contains(':')) {
+        (80, true) => format!("[{}]", authority.host),
+        (80, false) => authority.host.clone(),
+        _ => authority.to_string(),
+    }
+}
+
 /// The request head sent upstream.
 ///
 /// `keep_upstream_open`: false makes the proxy send `Connection: close`
 /// (phase 1 opens a fresh upstream connection per exchange; later phases
 /// pool them and leave HTTP/1.1's default, persistent, in place).
-pub fn upstream_request(req: &RequestHead, client_ip: IpAddr, keep_upstream_open: bool) -> Vec<u8> {
+///
+/// `upstream` is where the request is going: it becomes the `Host` of an
+/// HTTP/1.0 request that had none (the upstream hears HTTP/1.1, which
+/// requires one).
+pub fn upstream_request(
+    req: &RequestHead,
+    upstream: &Authority,
+    client_ip: IpAddr,
+    keep_upstream_open: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.target.origin_form().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
-    // An absolute-form target wins over the Host field (RFC 9112 §3.2.2).
+    // An absolute-form target wins over the Host field (RFC 9112 §3.2.2);
+    // a request without Host (HTTP/1.0) gets the upstream's.
+    let has_host = req.headers.iter().any(|h| h.is("host"));
     let rebuilt_host = match &req.target {
-        Target::Absolute { authority, .. } if authority.port == 80 => {
-            Some(if authority.host.contains(':') {
-                format!("[{}]", authority.host)
-            } else {
-                authority.host.clone()
-            })
-        }
-        Target::Absolute { authority, .. } => Some(authority.to_string()),
+        Target::Absolute { authority, .. } => Some(host_value(authority)),
+        _ if !has_host => Some(host_value(upstream)),
         _ => None,
     };
     let mut host_written = false;
@@ -130,19 +148,22 @@ pub fn upstream_request(req: &RequestHead, client_ip: IpAddr, keep_upstream_open
     out
 }
 
-/// How the response body travels to the client.
+/// How a body travels through the proxy: the bytes as they are, or only its
+/// payload, re-framed by the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientBody {
+pub enum BodyRelay {
     /// No body (HEAD, 1xx, 204, 304, or a zero length).
     None,
-    /// The upstream's bytes as they are (length-delimited, chunked to a 1.1
-    /// client, or close-delimited when the client connection closes after).
+    /// The bytes as they are: a Content-Length body, or a close-delimited
+    /// body when the connection it goes to closes after it.
     Verbatim,
-    /// Chunked upstream, HTTP/1.0 client: send only the data, then close
-    /// (an HTTP/1.0 client does not understand chunked).
+    /// Only the payload, with no framing: a chunked body to an HTTP/1.0
+    /// client (which does not understand chunked); the connection closes after.
     Dechunk,
-    /// Close-delimited upstream, keep-alive HTTP/1.1 client: wrap the data in
-    /// chunks so the client can find the end without losing the connection.
+    /// Only the payload, in chunks the proxy writes itself, then a last chunk:
+    /// every chunked body (chunk extensions and trailers stop here, so two
+    /// parsers downstream cannot disagree about them), and a close-delimited
+    /// body to a keep-alive HTTP/1.1 client.
     Rechunk,
 }
 
@@ -153,7 +174,7 @@ pub enum ClientBody {
 pub struct ResponsePlan {
     pub head: Vec<u8>,
     pub upstream_body: BodyKind,
-    pub client_body: ClientBody,
+    pub client_body: BodyRelay,
     /// The client connection stays open after this exchange.
     pub keep_alive: bool,
 }
@@ -170,7 +191,7 @@ pub fn plan_response(
     let upstream_body = resp.body_kind(&req.method);
     let mut keep_alive = keep_alive_allowed && req.wants_keep_alive();
     let client_is_11 = req.version == Version::Http11;
-    let (client_body, framing): (ClientBody, Option<(&str, String)>) = match upstream_body {
+    let (client_body, framing): (BodyRelay, Option<(&str, String)>) = match upstream_body {
         BodyKind::None => {
             // HEAD and 304 keep the length the upstream announced (it describes
             // the representation); 1xx and 204 never carry one.
@@ -180,27 +201,24 @@ pub fn plan_response(
                 }
                 _ => None,
             };
-            (ClientBody::None, length)
+            (BodyRelay::None, length)
         }
-        BodyKind::Length(n) => (
-            ClientBody::Verbatim,
-            Some(("Content-Length", n.to_string())),
-        ),
+        BodyKind::Length(n) => (BodyRelay::Verbatim, Some(("Content-Length", n.to_string()))),
         BodyKind::Chunked if client_is_11 => (
-            ClientBody::Verbatim,
+            BodyRelay::Rechunk,
             Some(("Transfer-Encoding", "chunked".to_string())),
         ),
         BodyKind::Chunked => {
             keep_alive = false;
-            (ClientBody::Dechunk, None)
+            (BodyRelay::Dechunk, None)
         }
         BodyKind::UntilClose if keep_alive && client_is_11 => (
-            ClientBody::Rechunk,
+            BodyRelay::Rechunk,
             Some(("Transfer-Encoding", "chunked".to_string())),
         ),
         BodyKind::UntilClose => {
             keep_alive = false;
-            (ClientBody::Verbatim, None)
+            (BodyRelay::Verbatim, None)
         }
     };
 
@@ -276,6 +294,31 @@ mod tests {
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    fn upstream() -> Authority {
+        Authority {
+            host: "upstream.test".into(),
+            port: 8080,
+        }
+    }
+
+    #[test]
+    fn a_request_without_host_gets_the_upstreams() {
+        let r = req("GET /x HTTP/1.0\r\n\r\n");
+        let up = text(upstream_request(&r, &upstream(), CLIENT, true));
+        assert!(
+            up.starts_with("GET /x HTTP/1.1\r\nHost: upstream.test:8080\r\n"),
+            "{up}"
+        );
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        let r = req("GET /x HTTP/1.1\r\nHost: a\r\nConnection: host, x-a\r\nX-A: 1\r\n\r\n");
+        let up = text(upstream_request(&r, &upstream(), CLIENT, true));
+        assert!(up.contains("\r\nHost: a\r\n"), "{up}");
+        assert!(!up.contains("X-A"), "{up}");
+    }
+
     #[test]
     fn hop_by_hop_fields_stop_at_the_proxy() {
         let r = req(
@@ -283,7 +326,7 @@ mod tests {
                      Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\n\
                      Upgrade: websocket\r\nProxy-Authorization: Basic YQ==\r\nX-Custom: Kept\r\nAccept: */*\r\n\r\n",
         );
-        let up = text(upstream_request(&r, CLIENT, true));
+        let up = text(upstream_request(&r, &upstream(), CLIENT, true));
         assert_eq!(
             up,
             "GET /p?q=1 HTTP/1.1\r\nHost: a\r\nX-Custom: Kept\r\nAccept: */*\r\nVia: 1.1 proxy-ladder\r\n\
@@ -296,7 +339,7 @@ mod tests {
         let r = req(
             "POST /u HTTP/1.1\r\nHost: a\r\nVia: 1.0 fred\r\nX-Forwarded-For: 10.0.0.1\r\nContent-Length: 3\r\n\r\n",
         );
-        let up = text(upstream_request(&r, CLIENT, false));
+        let up = text(upstream_request(&r, &upstream(), CLIENT, false));
         assert!(
             up.contains("\r\nVia: 1.0 fred, 1.1 proxy-ladder\r\n"),
             "{up}"
@@ -312,21 +355,21 @@ mod tests {
     #[test]
     fn absolute_form_goes_upstream_in_origin_form_with_a_rebuilt_host() {
         let r = req("GET http://127.0.0.1:9000/echo?x=1 HTTP/1.0\r\nHost: wrong.example\r\n\r\n");
-        let up = text(upstream_request(&r, CLIENT, true));
+        let up = text(upstream_request(&r, &upstream(), CLIENT, true));
         assert!(
             up.starts_with("GET /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"),
             "{up}"
         );
         assert!(!up.contains("wrong.example"), "{up}");
         let r = req("GET http://example.com/ HTTP/1.0\r\n\r\n");
-        let up = text(upstream_request(&r, CLIENT, true));
+        let up = text(upstream_request(&r, &upstream(), CLIENT, true));
         assert!(up.contains("\r\nHost: example.com\r\n"), "{up}");
     }
 
     #[test]
     fn chunked_requests_stay_chunked_upstream() {
         let r = req("PUT /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let up = text(upstream_request(&r, CLIENT, true));
+        let up = text(upstream_request(&r, &upstream(), CLIENT, true));
         assert!(up.contains("\r\nTransfer-Encoding: chunked\r\n"), "{up}");
     }
 
@@ -340,22 +383,22 @@ mod tests {
         let length = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\n\r\n");
 
         let p = plan_response(&get11, &chunked, true);
-        assert_eq!((p.client_body, p.keep_alive), (ClientBody::Verbatim, true));
+        assert_eq!((p.client_body, p.keep_alive), (BodyRelay::Rechunk, true));
         assert!(text(p.head).contains("Transfer-Encoding: chunked\r\n"));
 
         let p = plan_response(&get10ka, &chunked, true);
-        assert_eq!((p.client_body, p.keep_alive), (ClientBody::Dechunk, false));
+        assert_eq!((p.client_body, p.keep_alive), (BodyRelay::Dechunk, false));
         let h = text(p.head);
         assert!(!h.contains("Transfer-Encoding"), "{h}");
         assert!(h.contains("Connection: close\r\n"), "{h}");
 
         let p = plan_response(&get11, &until_close, true);
-        assert_eq!((p.client_body, p.keep_alive), (ClientBody::Rechunk, true));
+        assert_eq!((p.client_body, p.keep_alive), (BodyRelay::Rechunk, true));
         let p = plan_response(&get11, &until_close, false);
-        assert_eq!((p.client_body, p.keep_alive), (ClientBody::Verbatim, false));
+        assert_eq!((p.client_body, p.keep_alive), (BodyRelay::Verbatim, false));
 
         let p = plan_response(&get10ka, &length, true);
-        assert_eq!((p.client_body, p.keep_alive), (ClientBody::Verbatim, true));
+        assert_eq!((p.client_body, p.keep_alive), (BodyRelay::Verbatim, true));
         let h = text(p.head);
         assert_eq!(
             h,
@@ -376,7 +419,7 @@ mod tests {
             &resp("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"),
             true,
         );
-        assert_eq!(p.client_body, ClientBody::None);
+        assert_eq!(p.client_body, BodyRelay::None);
         assert!(text(p.head).contains("Content-Length: 99\r\n"));
         let p = plan_response(
             &get,
