@@ -23,6 +23,7 @@
 //! | [`answers`] | the proxy's own responses |
 //! | [`error`] | one error enum, each variant mapped to a status |
 //! | [`access_log`] | one Common Log Format line per exchange |
+//! | [`pool`] | the idle upstream connection pool's policy (phases 2-4) |
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -34,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod framing;
 pub mod head;
+pub mod pool;
 pub mod request;
 pub mod response;
 pub mod rewrite;

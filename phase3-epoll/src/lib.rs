@@ -1,0 +1,1 @@
+//! Placeholder: this rung is being built.

@@ -1,0 +1,185 @@
+//! The policy of an idle upstream connection pool, without the connections'
+//! I/O: which idle connection to hand out, how many to keep, when to drop
+//! them.
+//!
+//! Opening a TCP connection costs a round trip (and a TLS handshake, in the
+//! real world), so phases 2-4 keep upstream connections open after an
+//! exchange and reuse them. The policy is the same whatever the I/O model,
+//! so it lives here, generic over the connection type `C` (a
+//! `std::net::TcpStream` in phase 2, a `mio` stream in phase 3, a tokio one
+//! in phase 4):
+//!
+//! - **keyed by upstream** (`host:port`): a connection to one upstream is
+//!   useless for another;
+//! - **bounded**: at most `max_idle_per_upstream` idle connections per
+//!   upstream; an extra one is handed back to the caller to close;
+//! - **last in, first out**: the most recently used connection is the least
+//!   likely to have been closed by the upstream's own idle timeout;
+//! - **idle-expired**: a connection idle longer than `idle_timeout` is
+//!   dropped rather than reused (upstreams close idle connections too, and
+//!   a connection they have closed must never carry a request).
+//!
+//! The pool is not a lock: phases 2 and 4 share one behind a mutex, phase 3
+//! keeps one per event loop. It never does I/O, so checking whether a
+//! connection handed out is still alive (the upstream may have closed it a
+//! moment ago) is the caller's job.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// Idle connections, by upstream.
+#[derive(Debug)]
+pub struct IdlePool<K, C> {
+    idle: HashMap<K, Vec<Idle<C>>>,
+    max_idle_per_upstream: usize,
+    idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+}
+
+impl<K: Eq + Hash + Clone, C> IdlePool<K, C> {
+    /// A pool that keeps at most `max_idle_per_upstream` idle connections per
+    /// upstream, each for at most `idle_timeout`.
+    pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Self {
+        IdlePool {
+            idle: HashMap::new(),
+            max_idle_per_upstream,
+            idle_timeout,
+        }
+    }
+
+    /// The most recently returned idle connection to `upstream` that has not
+    /// expired, if any. Expired ones found on the way are dropped (closed).
+    pub fn take(&mut self, upstream: &K, now: Instant) -> Option<C> {
+        let list = self.idle.get_mut(upstream)?;
+        let found = loop {
+            match list.pop() {
+                Some(idle) if now.saturating_duration_since(idle.since) < self.idle_timeout => {
+                    break Some(idle.conn);
+                }
+                // Older entries are below it, so they have expired too.
+                Some(_) => {
+                    list.clear();
+                    break None;
+                }
+                None => break None,
+            }
+        };
+        if list.is_empty() {
+            self.idle.remove(upstream);
+        }
+        found
+    }
+
+    /// Returns a connection after a complete exchange. If the pool for this
+    /// upstream is full, the connection comes back as `Err` for the caller
+    /// to close.
+    pub fn put(&mut self, upstream: K, conn: C, now: Instant) -> Result<(), C> {
+        if self.max_idle_per_upstream == 0 {
+            return Err(conn);
+        }
+        let list = self.idle.entry(upstream).or_default();
+        if list.len() >= self.max_idle_per_upstream {
+            return Err(conn);
+        }
+        list.push(Idle { conn, since: now });
+        Ok(())
+    }
+
+    /// Drops every connection idle longer than the timeout; returns how many.
+    /// Call it now and then (phase 3 from its timer, phases 2 and 4 on each
+    /// `put`), so that expired connections do not hold file descriptors.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let timeout = self.idle_timeout;
+        let mut dropped = 0;
+        self.idle.retain(|_, list| {
+            let before = list.len();
+            list.retain(|idle| now.saturating_duration_since(idle.since) < timeout);
+            dropped += before - list.len();
+            !list.is_empty()
+        });
+        dropped
+    }
+
+    /// Removes and returns every idle connection (for shutdown).
+    pub fn drain(&mut self) -> Vec<C> {
+        self.idle
+            .drain()
+            .flat_map(|(_, list)| list.into_iter().map(|i| i.conn))
+            .collect()
+    }
+
+    /// How many idle connections the pool holds, over all upstreams.
+    pub fn len(&self) -> usize {
+        self.idle.values().map(Vec::len).sum()
+    }
+
+    /// True if no connection is idle.
+    pub fn is_empty(&self) -> bool {
+        self.idle.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn hands_out_the_most_recent_connection_first() {
+        let t0 = Instant::now();
+        let mut pool = IdlePool::new(4, TTL);
+        pool.put("a", 1, t0).unwrap();
+        pool.put("a", 2, t0 + Duration::from_secs(1)).unwrap();
+        pool.put("b", 3, t0).unwrap();
+        assert_eq!(pool.take(&"a", t0 + Duration::from_secs(2)), Some(2));
+        assert_eq!(pool.take(&"a", t0 + Duration::from_secs(2)), Some(1));
+        assert_eq!(pool.take(&"a", t0 + Duration::from_secs(2)), None);
+        assert_eq!(pool.take(&"b", t0), Some(3));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn keeps_at_most_the_limit_per_upstream() {
+        let t0 = Instant::now();
+        let mut pool = IdlePool::new(2, TTL);
+        assert_eq!(pool.put("a", 1, t0), Ok(()));
+        assert_eq!(pool.put("a", 2, t0), Ok(()));
+        assert_eq!(pool.put("a", 3, t0), Err(3));
+        assert_eq!(pool.put("b", 4, t0), Ok(()));
+        assert_eq!(pool.len(), 3);
+        let mut none: IdlePool<&str, i32> = IdlePool::new(0, TTL);
+        assert_eq!(none.put("a", 1, t0), Err(1));
+    }
+
+    #[test]
+    fn never_hands_out_an_expired_connection() {
+        let t0 = Instant::now();
+        let mut pool = IdlePool::new(4, TTL);
+        pool.put("a", 1, t0).unwrap();
+        pool.put("a", 2, t0 + Duration::from_secs(5)).unwrap();
+        // At t0 + 12 s, 1 has expired but 2 has not.
+        assert_eq!(pool.take(&"a", t0 + Duration::from_secs(12)), Some(2));
+        assert_eq!(pool.take(&"a", t0 + Duration::from_secs(12)), None);
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn expire_drops_old_connections_everywhere() {
+        let t0 = Instant::now();
+        let mut pool = IdlePool::new(4, TTL);
+        pool.put("a", 1, t0).unwrap();
+        pool.put("b", 2, t0).unwrap();
+        pool.put("b", 3, t0 + Duration::from_secs(8)).unwrap();
+        assert_eq!(pool.expire(t0 + Duration::from_secs(11)), 2);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.drain(), vec![3]);
+        assert!(pool.is_empty());
+    }
+}
