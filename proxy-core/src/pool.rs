@@ -57,18 +57,16 @@ impl<K: Eq + Hash + Clone, C> IdlePool<K, C> {
     /// expired, if any. Expired ones found on the way are dropped (closed).
     pub fn take(&mut self, upstream: &K, now: Instant) -> Option<C> {
         let list = self.idle.get_mut(upstream)?;
-        let found = loop {
-            match list.pop() {
-                Some(idle) if now.saturating_duration_since(idle.since) < self.idle_timeout => {
-                    break Some(idle.conn);
-                }
-                // Older entries are below it, so they have expired too.
-                Some(_) => {
-                    list.clear();
-                    break None;
-                }
-                None => break None,
+        let found = match list.pop() {
+            Some(idle) if now.saturating_duration_since(idle.since) < self.idle_timeout => {
+                Some(idle.conn)
             }
+            // The entries below it are older, so they have expired too.
+            Some(_) => {
+                list.clear();
+                None
+            }
+            None => None,
         };
         if list.is_empty() {
             self.idle.remove(upstream);
