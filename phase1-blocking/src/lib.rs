@@ -41,6 +41,45 @@ use proxy_core::Config;
 pub use exchange::Context;
 pub use shutdown::Shutdown;
 
+/// The whole program, from a command line: parse the flags (exiting with
+/// clap's message and status 2 on bad ones), set up logging on stderr, bind,
+/// print `listening on IP:PORT`, install the signal handlers, serve.
+/// `main.rs` calls it with the process's arguments; the bench harness calls
+/// it from its own binary to run this phase as a child process.
+pub fn main_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use anyhow::Context as _;
+    use std::io::{IsTerminal, Write};
+
+    let config = match Config::try_parse_from(proxy_core::Phase::Blocking, args) {
+        Ok(config) => config,
+        Err(e) => e.exit(),
+    };
+    // try_init: a second call in one process (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
+        .try_init();
+
+    let listener = TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%addr, mode = ?config.mode, "phase1-blocking ready");
+
+    let shutdown = Shutdown::new(&listener)?;
+    shutdown::on_signals(shutdown.clone(), config.shutdown_grace)?;
+    run(listener, config, shutdown)?;
+    Ok(())
+}
+
 /// Serves connections from `listener`, one at a time, until `shutdown` is
 /// triggered; then returns (the exchange in flight, if any, is finished first).
 pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<()> {
