@@ -21,6 +21,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as SocketShutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use proxy_core::access_log::AccessRecord;
@@ -28,10 +29,13 @@ use proxy_core::answers;
 use proxy_core::framing::{BodyFramer, BodyKind};
 use proxy_core::rewrite::{self, BodyRelay};
 use proxy_core::target::{self, Route};
-use proxy_core::{Config, ProxyError, RequestHead, ResponseHead, parse_request, parse_response};
+use proxy_core::{
+    Authority, Config, ProxyError, RequestHead, ResponseHead, parse_request, parse_response,
+};
 
 use crate::relay::{self, HeadError, RelayError};
-use crate::upstream;
+use crate::shutdown::Shutdown;
+use crate::upstream::{self, FreshConnections, UpstreamConn, Upstreams};
 
 /// How long to wait for an upstream's `100 Continue` before sending the
 /// request body anyway (what curl does on the client side, for the same
@@ -48,13 +52,51 @@ const MAX_INTERIM_RESPONSES: usize = 16;
 const LINGER_TIME: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// What a blocking phase needs to serve a connection.
+/// What a blocking phase needs to serve a connection. Phase 1 and phase 2
+/// run the same code with different contexts: that difference *is* the
+/// difference between the two phases (besides the dispatch).
 #[derive(Debug, Clone)]
 pub struct Context {
     pub config: Config,
     /// Whether client connections may stay open between exchanges. Phase 1:
     /// false; every response says `Connection: close`.
     pub keep_alive: bool,
+    /// Where upstream connections come from: phase 1 opens a fresh one per
+    /// exchange, phase 2 reuses idle ones from a pool.
+    pub upstreams: Arc<dyn Upstreams>,
+    /// How to relay a CONNECT tunnel, if this phase can (phase 1 cannot: one
+    /// thread cannot wait on two directions at once; it answers 501).
+    pub tunnel: Option<Tunnel>,
+    /// With keep-alive, idle connections register here so that shutdown can
+    /// close them instead of waiting out `--idle-timeout`.
+    pub shutdown: Option<Shutdown>,
+}
+
+impl Context {
+    /// Phase 1's context: no keep-alive, a fresh upstream connection per
+    /// exchange, no tunnels.
+    pub fn single_exchange(config: Config) -> Context {
+        Context {
+            config,
+            keep_alive: false,
+            upstreams: Arc::new(FreshConnections),
+            tunnel: None,
+            shutdown: None,
+        }
+    }
+}
+
+/// Relays a CONNECT tunnel after `200 Connection Established` was sent:
+/// `pending` holds bytes the client sent after its CONNECT head; returns the
+/// bytes relayed in each direction.
+pub type Tunnel =
+    fn(client: &TcpStream, pending: Vec<u8>, upstream: TcpStream, config: &Config) -> TunnelBytes;
+
+/// Bytes relayed through a tunnel, per direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelBytes {
+    pub to_upstream: u64,
+    pub to_client: u64,
 }
 
 /// Serves every exchange on `client` until it closes (phase 1: exactly one).
@@ -76,6 +118,9 @@ pub fn serve_connection(client: TcpStream, ctx: &Context) {
     };
     let mut first = true;
     let after = loop {
+        if ctx.shutdown.as_ref().is_some_and(Shutdown::is_triggered) && !first {
+            break After::Close;
+        }
         match serve_exchange(&mut conn, ctx, first) {
             After::KeepOpen if ctx.keep_alive => first = false,
             After::KeepOpen | After::Close => break After::Close,
@@ -150,9 +195,19 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
         config.idle_timeout
     };
     let max = config.max_header_bytes;
+    // While this connection waits for a request with nothing received yet, it
+    // is idle: shutdown may close it (phase 2). The guard unregisters it.
+    let idle = match (&ctx.shutdown, conn.pending.is_empty()) {
+        (Some(shutdown), true) => match shutdown.idle(&conn.stream) {
+            Some(guard) => Some(guard),
+            None => return After::Close,
+        },
+        _ => None,
+    };
     let read = relay::read_head(&mut conn.stream, &mut conn.pending, started + budget, |b| {
         parse_request(b, max)
     });
+    drop(idle);
     let (req, head_len) = match read {
         Ok(found) => found,
         Err(HeadError::Closed | HeadError::IdleTimeout | HeadError::ClosedMidHead) => {
@@ -191,6 +246,7 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
             status,
             body_bytes,
             keep_alive,
+            ..
         }) => {
             log(conn, status, body_bytes);
             if keep_alive {
@@ -220,6 +276,9 @@ struct Done {
     status: u16,
     body_bytes: u64,
     keep_alive: bool,
+    /// The upstream connection ended at a message boundary (its body was
+    /// delimited by length or chunks, not by closing).
+    upstream_reusable: bool,
 }
 
 /// How an exchange failed.
@@ -246,58 +305,141 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
     let config = &ctx.config;
     let authority = match target::route(req, &config.mode)? {
         Route::Upstream(a) => a,
-        Route::Tunnel(_) => {
-            return Err(Failure::Answer(ProxyError::NotImplemented(
-                "CONNECT tunnels need two directions at once, and phase 1 has one thread: use phase 2 or later"
-                    .into(),
-            )));
-        }
+        Route::Tunnel(a) => return open_tunnel(conn, ctx, &a),
     };
-    let mut upstream = upstream::connect(&authority, config.connect_timeout)?;
-    let io_err =
-        |what: &str, e: io::Error| ProxyError::BadGateway(format!("{what} {authority}: {e}"));
-    upstream
-        .set_write_timeout(Some(config.upstream_timeout))
-        .map_err(|e| io_err("cannot configure connection to", e))?;
+    let mut upstream = ctx.upstreams.checkout(&authority, config.connect_timeout)?;
     conn.stream
         .set_write_timeout(Some(config.idle_timeout))
         .ok();
 
-    let head = rewrite::upstream_request(req, &authority, conn.ip, false);
+    // The upstream's bytes, like the client's, are read into a buffer that
+    // outlives one read.
+    let mut from_upstream: Vec<u8> = Vec::new();
+    let attempt = send_request(
+        conn,
+        ctx,
+        req,
+        &authority,
+        &mut upstream.stream,
+        &mut from_upstream,
+    );
+    let (resp, body_complete) = match attempt {
+        // A pooled connection can die between two exchanges (the upstream
+        // closed it while it sat idle) without the pool noticing in time.
+        // If nothing but a head was sent and the method is idempotent,
+        // sending it again on a fresh connection is safe (RFC 9112 §9.3.1).
+        Err(Failure::Answer(ProxyError::BadGateway(reason)))
+            if upstream.reused && req.is_idempotent() && !has_body(req) =>
+        {
+            tracing::debug!(%reason, "pooled upstream connection failed; retrying on a fresh one");
+            upstream = UpstreamConn {
+                stream: upstream::connect(&authority, config.connect_timeout)?,
+                reused: false,
+            };
+            from_upstream.clear();
+            send_request(
+                conn,
+                ctx,
+                req,
+                &authority,
+                &mut upstream.stream,
+                &mut from_upstream,
+            )?
+        }
+        other => other?,
+    };
+    let upstream_keeps_alive = resp.upstream_keeps_alive();
+    let done = relay_response(
+        conn,
+        ctx,
+        req,
+        &mut upstream.stream,
+        &mut from_upstream,
+        resp,
+        !body_complete,
+    )?;
+    // Back to the pool only if the connection is exactly at a message
+    // boundary: whole request sent, whole response read, nothing extra.
+    if ctx.upstreams.keeps_connections()
+        && upstream_keeps_alive
+        && body_complete
+        && done.upstream_reusable
+        && from_upstream.is_empty()
+    {
+        ctx.upstreams.checkin(&authority, upstream.stream);
+    }
+    Ok(done)
+}
+
+fn has_body(req: &RequestHead) -> bool {
+    !matches!(req.body, BodyKind::None | BodyKind::Length(0))
+}
+
+/// Sends the request (head, body) and reads the final response head.
+/// Returns the head and whether the whole request body was sent.
+fn send_request(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    req: &RequestHead,
+    authority: &Authority,
+    upstream: &mut TcpStream,
+    from_upstream: &mut Vec<u8>,
+) -> Result<(ResponseHead, bool), Failure> {
+    let io_err =
+        |what: &str, e: io::Error| ProxyError::BadGateway(format!("{what} {authority}: {e}"));
+    upstream
+        .set_write_timeout(Some(ctx.config.upstream_timeout))
+        .map_err(|e| io_err("cannot configure connection to", e))?;
+    let head =
+        rewrite::upstream_request(req, authority, conn.ip, ctx.upstreams.keeps_connections());
     upstream
         .write_all(&head)
         .map_err(|e| io_err("cannot send the request to", e))?;
 
-    // The upstream's bytes, like the client's, are read into a buffer that
-    // outlives one read.
-    let mut from_upstream: Vec<u8> = Vec::new();
     let mut early_response = None;
-    let has_body = !matches!(req.body, BodyKind::None | BodyKind::Length(0));
-    if req.expect_continue && has_body && conn.pending.is_empty() {
-        early_response = await_continue(conn, ctx, req, &mut upstream, &mut from_upstream)?;
+    if req.expect_continue && has_body(req) && conn.pending.is_empty() {
+        early_response = await_continue(conn, ctx, req, upstream, from_upstream)?;
     }
-
     // If the body was not read to its end (the upstream answered before it
     // was sent, 417 or 401; or it stopped reading mid-way), the rest of it is
     // still on the client connection. Parsing it as the next request would be
     // request smuggling, so this connection closes after the response.
-    let (resp, body_complete) = match early_response {
-        Some(resp) => (resp, false),
+    match early_response {
+        Some(resp) => Ok((resp, false)),
         None => {
-            let complete = send_request_body(conn, ctx, req, &mut upstream)?;
-            let resp = read_final_response(conn, ctx, req, &mut upstream, &mut from_upstream)?;
-            (resp, complete)
+            let complete = send_request_body(conn, ctx, req, upstream)?;
+            let resp = read_final_response(conn, ctx, req, upstream, from_upstream)?;
+            Ok((resp, complete))
         }
+    }
+}
+
+/// CONNECT: connect, say `200 Connection Established`, then relay raw bytes
+/// both ways until both sides are done (if this phase has a [`Tunnel`]).
+fn open_tunnel(
+    conn: &mut ClientConn,
+    ctx: &Context,
+    authority: &Authority,
+) -> Result<Done, Failure> {
+    let Some(tunnel) = ctx.tunnel else {
+        return Err(Failure::Answer(ProxyError::NotImplemented(
+            "CONNECT tunnels need two directions at once, and phase 1 has one thread: use phase 2 or later"
+                .into(),
+        )));
     };
-    relay_response(
-        conn,
-        ctx,
-        req,
-        &mut upstream,
-        &mut from_upstream,
-        resp,
-        !body_complete,
-    )
+    let upstream = upstream::connect(authority, ctx.config.connect_timeout)?;
+    conn.stream
+        .write_all(answers::CONNECT_ESTABLISHED)
+        .map_err(|e| abort(0, &format!("client gone before the tunnel opened: {e}")))?;
+    let pending = std::mem::take(&mut conn.pending);
+    let bytes = tunnel(&conn.stream, pending, upstream, &ctx.config);
+    tracing::debug!(%authority, ?bytes, "tunnel closed");
+    Ok(Done {
+        status: 200,
+        body_bytes: bytes.to_client,
+        keep_alive: false,
+        upstream_reusable: false,
+    })
 }
 
 /// `Expect: 100-continue`: waits briefly for the upstream's verdict. Returns
@@ -490,6 +632,7 @@ fn relay_response(
             status,
             body_bytes,
             keep_alive: plan.keep_alive,
+            upstream_reusable: plan.upstream_body != BodyKind::UntilClose,
         }),
         // Whatever went wrong, part of the response is out: closing the
         // connection is the only way to tell the client it is incomplete.

@@ -83,10 +83,7 @@ where
 /// Serves connections from `listener`, one at a time, until `shutdown` is
 /// triggered; then returns (the exchange in flight, if any, is finished first).
 pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<()> {
-    let ctx = Context {
-        config,
-        keep_alive: false,
-    };
+    let ctx = Context::single_exchange(config);
     for stream in listener.incoming() {
         if shutdown.is_triggered() {
             break;

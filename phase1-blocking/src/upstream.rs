@@ -58,3 +58,55 @@ pub fn connect(authority: &Authority, timeout: Duration) -> Result<TcpStream, Pr
         None => ProxyError::BadGateway(format!("cannot connect to {authority}")),
     })
 }
+
+/// Where a blocking phase gets its upstream connections. Phase 1 opens a
+/// fresh one per exchange ([`FreshConnections`]); phase 2 keeps idle ones in a
+/// pool and hands them out again.
+pub trait Upstreams: Send + Sync + std::fmt::Debug {
+    /// A connection to `authority`: an idle pooled one if there is one that
+    /// is still alive, otherwise a new one (see [`connect`]).
+    fn checkout(
+        &self,
+        authority: &Authority,
+        timeout: Duration,
+    ) -> Result<UpstreamConn, ProxyError>;
+
+    /// Takes back a connection whose exchange completed cleanly (the whole
+    /// response read, the upstream willing to keep it open).
+    fn checkin(&self, authority: &Authority, stream: TcpStream);
+
+    /// Whether connections are kept between exchanges at all. When false, the
+    /// proxy asks the upstream to close (`Connection: close`).
+    fn keeps_connections(&self) -> bool;
+}
+
+/// A connection to an upstream, and whether it was reused from a pool (then
+/// the upstream may have closed it a moment ago; see `exchange::forward`).
+#[derive(Debug)]
+pub struct UpstreamConn {
+    pub stream: TcpStream,
+    pub reused: bool,
+}
+
+/// No pool: a new connection for every exchange, closed after it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FreshConnections;
+
+impl Upstreams for FreshConnections {
+    fn checkout(
+        &self,
+        authority: &Authority,
+        timeout: Duration,
+    ) -> Result<UpstreamConn, ProxyError> {
+        Ok(UpstreamConn {
+            stream: connect(authority, timeout)?,
+            reused: false,
+        })
+    }
+
+    fn checkin(&self, _authority: &Authority, _stream: TcpStream) {}
+
+    fn keeps_connections(&self) -> bool {
+        false
+    }
+}
