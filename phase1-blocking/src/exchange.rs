@@ -133,6 +133,16 @@ pub fn serve_connection(client: TcpStream, ctx: &Context) {
     }
 }
 
+/// True if the client has sent bytes that have not been read yet.
+fn request_waiting(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let waiting = matches!(stream.peek(&mut byte), Ok(n) if n > 0);
+    stream.set_nonblocking(false).is_ok() && waiting
+}
+
 /// What happens to the client connection after an exchange.
 enum After {
     /// Ready for the next request (if the phase does keep-alive).
@@ -200,6 +210,9 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
     let idle = match (&ctx.shutdown, conn.pending.is_empty()) {
         (Some(shutdown), true) => match shutdown.idle(&conn.stream) {
             Some(guard) => Some(guard),
+            // Shutting down: a request that has already arrived is served
+            // (it is in flight); a connection with nothing to say is closed.
+            None if request_waiting(&conn.stream) => None,
             None => return After::Close,
         },
         _ => None,
@@ -608,7 +621,10 @@ fn relay_response(
     resp: ResponseHead,
     force_close: bool,
 ) -> Result<Done, Failure> {
-    let plan = rewrite::plan_response(req, &resp, ctx.keep_alive && !force_close);
+    // During shutdown, responses say `Connection: close`, so that clients
+    // open their next request elsewhere instead of losing it.
+    let shutting_down = ctx.shutdown.as_ref().is_some_and(Shutdown::is_triggered);
+    let plan = rewrite::plan_response(req, &resp, ctx.keep_alive && !force_close && !shutting_down);
     let status = resp.status;
     conn.stream
         .write_all(&plan.head)

@@ -58,7 +58,8 @@ impl Phase {
         match self {
             Phase::Blocking => "HTTP/1.1 proxy, rung 1: one thread, one connection at a time",
             Phase::ThreadPool => {
-                "HTTP/1.1 proxy, rung 2: blocking I/O on a bounded pool of worker threads"
+                "HTTP/1.1 proxy, rung 2: blocking I/O on a bounded pool of worker threads \
+             (phase 2 also takes --pool threadpool|rayon)"
             }
             Phase::Epoll => "HTTP/1.1 proxy, rung 3: hand-written readiness event loops (mio)",
             Phase::Async => "HTTP/1.1 proxy, rung 4: tokio, a task per connection",
