@@ -127,7 +127,7 @@ mod tests {
             .set_read_timeout(Some(Duration::from_millis(10)))
             .unwrap();
         let mut buf = [0u8; 1];
-        let err = (&client).peek(&mut buf).unwrap_err();
+        let err = client.peek(&mut buf).unwrap_err();
         assert!(matches!(
             err.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
