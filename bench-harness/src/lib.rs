@@ -1,1 +1,3 @@
-//! Placeholder: the benchmark harness is being built.
+//! Placeholder lib (being written).
+pub mod loadgen;
+pub mod results;

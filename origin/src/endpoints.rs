@@ -11,7 +11,7 @@
 //! resets the connection without reading anything.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,11 @@ const MAX_DELAY_MS: u64 = 60 * 60 * 1000;
 const DEFAULT_CHUNK: u64 = 8192;
 /// How long `/fault/silent` holds the connection open.
 const SILENT_FOR: Duration = Duration::from_secs(60);
+/// How often `/fault/interim-flood` sends another `100 Continue`.
+const INTERIM_FLOOD_EVERY: Duration = Duration::from_millis(200);
+/// How long `/fault/interim-flood` keeps sending before it gives up and
+/// closes (a test of a proxy that never gives up must still end).
+const INTERIM_FLOOD_FOR: Duration = Duration::from_secs(60);
 /// `Content-Length` sent (legally) on the bodiless 304 answer.
 const NOT_MODIFIED_LENGTH: u64 = 1234;
 
@@ -69,6 +74,10 @@ pub(crate) enum Route {
     },
     FaultSilent,
     FaultReset,
+    FaultInterimFlood,
+    FaultResetMidBody {
+        len: u64,
+    },
     NotFound,
     /// The endpoint exists but its arguments are wrong: 400 with this reason.
     BadRequest(&'static str),
@@ -184,6 +193,10 @@ pub(crate) fn route(target: &str) -> Route {
             Ok(Route::FaultSilent)
         } else if fault == "reset" {
             Ok(Route::FaultReset)
+        } else if fault == "interim-flood" {
+            Ok(Route::FaultInterimFlood)
+        } else if let Some(n) = fault.strip_prefix("reset-mid-body/") {
+            length(n).map(|len| Route::FaultResetMidBody { len })
         } else if let Some(n) = fault.strip_prefix("truncate/") {
             length(n).map(|len| Route::FaultTruncate { len })
         } else if let Some(n) = fault.strip_prefix("truncate-chunked/") {
@@ -574,6 +587,31 @@ pub(crate) async fn exchange(
             // No response was written, so no request is counted.
             return Ok(After::Drop);
         }
+        Route::FaultInterimFlood => {
+            // Interim responses only, forever (well, a minute): a proxy that
+            // restarts its response timeout at every 1xx never gives up.
+            // `pause` flushes, so each 100 leaves when it is written; once
+            // the proxy has gone, a write fails and `?` ends the connection.
+            let started = Instant::now();
+            while started.elapsed() < INTERIM_FLOOD_FOR {
+                conn.write(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                conn.pause(INTERIM_FLOOD_EVERY).await?;
+            }
+            // No final response was written, so no request is counted.
+            return Ok(After::Close);
+        }
+        Route::FaultResetMidBody { len } => {
+            start_head(conn, 200);
+            header(conn, b"Content-Type", b"application/octet-stream");
+            // Close-delimited: neither Content-Length nor Transfer-Encoding,
+            // so only the way the connection ends tells a complete body
+            // (FIN) from a broken one (this reset).
+            finish_head(conn, &request, true);
+            if !head_only {
+                conn.write_pattern(0, len / 2).await?;
+            }
+            After::Reset
+        }
         Route::NotFound => {
             answer(conn, &request, 404, b"text/plain", b"not found\n", close).await?
         }
@@ -627,6 +665,11 @@ mod tests {
         assert_eq!(
             route("/fault/truncate-chunked/9"),
             Route::FaultTruncateChunked { len: 9 }
+        );
+        assert_eq!(route("/fault/interim-flood"), Route::FaultInterimFlood);
+        assert_eq!(
+            route("/fault/reset-mid-body/9"),
+            Route::FaultResetMidBody { len: 9 }
         );
         assert_eq!(route("/fault/nope"), Route::NotFound);
         assert_eq!(route("*"), Route::NotFound);

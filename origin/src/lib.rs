@@ -37,6 +37,8 @@
 //! | `/fault/truncate-chunked/N` | chunked, sends one chunk of N/2 bytes, closes without the last chunk |
 //! | `/fault/silent` | reads the request, never answers; closes when the client does or after 60 s |
 //! | `/fault/reset` | closes at once with a TCP reset (SO_LINGER 0), no response |
+//! | `/fault/reset-mid-body/N` | 200 with neither `Content-Length` nor `Transfer-Encoding` (close-delimited), sends N/2 pattern bytes, then resets (SO_LINGER 0): only the reset says the body is incomplete |
+//! | `/fault/interim-flood` | `HTTP/1.1 100 Continue` every 200 ms and never a final response; closes after 60 s (or when the client has gone) |
 //! | anything else | 404 `not found\n` |
 //!
 //! Bad numbers in a path or query (`/bytes/x`, `?delay=soon`) get 400.
@@ -105,8 +107,8 @@ impl Stats {
     }
 
     /// Final responses written since the server started (interim
-    /// `100 Continue` is not counted; `/fault/silent` and `/fault/reset`
-    /// write none).
+    /// `100 Continue` is not counted; `/fault/silent`, `/fault/reset` and
+    /// `/fault/interim-flood` write none).
     pub fn requests_served(&self) -> u64 {
         self.requests_served.load(Ordering::SeqCst)
     }

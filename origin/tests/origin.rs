@@ -611,6 +611,50 @@ fn fault_reset_resets_the_connection_without_a_response() {
     assert_eq!(error.kind(), ErrorKind::ConnectionReset);
 }
 
+#[test]
+fn fault_reset_mid_body_sends_half_a_close_delimited_body_then_resets() {
+    let origin = start();
+    let mut client = Client::connect(origin.addr());
+    client.send(b"GET /fault/reset-mid-body/1000 HTTP/1.1\r\nHost: o\r\n\r\n");
+    let (status, headers) = client.head();
+    assert_eq!(status, 200);
+    let framing_field = headers.iter().find(|(name, _)| {
+        name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    });
+    assert_eq!(framing_field, None, "the body must be close-delimited");
+    // Read until the connection ends: it must end in a reset, not an EOF.
+    let error = loop {
+        let mut chunk = [0u8; 4096];
+        match client.stream.read(&mut chunk) {
+            Ok(0) => panic!("a clean EOF after {} bytes: expected a reset", client.buf.len()),
+            Ok(n) => client.buf.extend_from_slice(&chunk[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error:?}");
+    assert_eq!(client.buf, pattern(500), "N/2 pattern bytes before the reset");
+}
+
+#[test]
+fn fault_interim_flood_sends_100_continue_every_200_ms_and_no_final_response() {
+    let origin = start();
+    let mut client = Client::connect(origin.addr());
+    let start = Instant::now();
+    client.send(b"GET /fault/interim-flood HTTP/1.1\r\nHost: o\r\n\r\n");
+    let interim: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    // Five interim responses: the first at once, then one every 200 ms.
+    while client.buf.len() < 5 * interim.len() {
+        assert!(client.fill() > 0, "EOF during the flood: {:?}", client.buf);
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(client.buf, interim.repeat(5), "only interim responses");
+    assert!(
+        elapsed >= Duration::from_millis(800),
+        "five interim responses came after {elapsed:?}, not 200 ms apart"
+    );
+    assert_eq!(origin.stats().requests_served(), 0, "no final response");
+}
+
 // ---------------------------------------------------------------- protocol
 
 #[test]

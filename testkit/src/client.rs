@@ -18,7 +18,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::transcript::{Direction, Transcript};
 
@@ -30,7 +30,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest response head the reader accepts (a proxy has no reason to send
 /// more; this only bounds the reader's memory).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Largest body the reader collects (the biggest case moves 8 MiB).
+/// Largest body the reader collects (the biggest case, the scaling suite's
+/// slow reader, moves 64 MiB).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Longest chunk-size or trailer line the reader accepts.
 const MAX_LINE_BYTES: usize = 4096;
@@ -148,26 +149,46 @@ pub struct Client {
     closed: Option<Closed>,
     transcript: Transcript,
     timeout: Duration,
+    /// Set by [`Client::set_deadline`]: when reading must have ended, and
+    /// the limit it came from (for the failure message).
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl Client {
     /// Connects to `addr` with [`DEFAULT_TIMEOUT`] on every read and write.
     #[track_caller]
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, DEFAULT_TIMEOUT)
-            .unwrap_or_else(|e| panic!("cannot connect to the proxy at {addr}: {e}"));
+        Client::try_connect(addr)
+            .unwrap_or_else(|e| panic!("cannot connect to the proxy at {addr}: {e}"))
+    }
+
+    /// Like [`Client::connect`], returning the error instead of failing: for
+    /// cases where a refused connection is an allowed outcome (shutdown), or
+    /// is retried (thousands of connections at once can overflow the
+    /// listen backlog for a moment).
+    pub fn try_connect(addr: SocketAddr) -> io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, DEFAULT_TIMEOUT)?;
         // Small requests must leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let mut client = Client {
+        stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
+        stream.set_write_timeout(Some(DEFAULT_TIMEOUT))?;
+        Ok(Client {
             stream,
             peer: addr,
             inbox: Vec::new(),
             closed: None,
             transcript: Transcript::default(),
             timeout: DEFAULT_TIMEOUT,
-        };
-        client.set_timeout(DEFAULT_TIMEOUT);
-        client
+            deadline: None,
+        })
+    }
+
+    /// From now on, every read must be over within `limit` in total, or the
+    /// case fails. The per-read timeout cannot catch a peer that keeps
+    /// sending *something* (an interim response every 200 ms) without ever
+    /// finishing; this can.
+    pub fn set_deadline(&mut self, limit: Duration) {
+        self.deadline = Some((Instant::now() + limit, limit));
     }
 
     /// Changes the read and write timeout (e.g. longer for a DNS lookup).
@@ -249,6 +270,23 @@ impl Client {
     #[track_caller]
     pub fn read_possibly_truncated_response(&mut self) -> Response {
         self.read_final(RequestKind::Ordinary)
+    }
+
+    /// Like [`Client::read_possibly_truncated_response`], or `None` if the
+    /// connection ends before the response's first byte (a proxy may have
+    /// nothing better than a reset left to say). Check
+    /// [`Client::closed_by_reset`] to tell how it ended.
+    #[track_caller]
+    pub fn read_possibly_truncated_response_or_close(&mut self) -> Option<Response> {
+        let head = self.read_head("a response or the connection to close")?;
+        Some(self.finish_response(head, RequestKind::Ordinary, Vec::new()))
+    }
+
+    /// True once the connection was seen to end with a TCP reset (rather
+    /// than a clean EOF): for an HTTP/1.0 client reading a close-delimited
+    /// body, the only sign that the body is incomplete.
+    pub fn closed_by_reset(&self) -> bool {
+        self.closed == Some(Closed::Reset)
     }
 
     /// Reads a response, or returns `None` if the connection closes before
@@ -400,6 +438,21 @@ impl Client {
         }
         let mut piece = [0u8; 32 * 1024];
         loop {
+            if let Some((when, limit)) = self.deadline {
+                let left = when.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.transcript
+                        .note(format!("the {limit:?} deadline for the case passed"));
+                    self.fail(format!(
+                        "still waiting for {waiting_for} when the {limit:?} deadline passed"
+                    ));
+                }
+                // Wake up at the deadline at the latest.
+                let wait = left.min(self.timeout);
+                if let Err(e) = self.stream.set_read_timeout(Some(wait)) {
+                    self.fail(format!("cannot set the read timeout: {e}"));
+                }
+            }
             match self.stream.read(&mut piece) {
                 Ok(0) => {
                     self.closed = Some(Closed::Eof);
@@ -412,6 +465,15 @@ impl Client {
                     return n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && self.deadline.is_some_and(|(when, _)| Instant::now() >= when) =>
+                {
+                    // The deadline check at the top of the loop fails the case.
+                    continue;
+                }
                 Err(e)
                     if matches!(
                         e.kind(),

@@ -221,6 +221,7 @@ macro_rules! conformance_suite {
                 chunked_upload_of_8mib_in_varied_chunks_reaches_upstream_intact,
                 expect_100_continue_gets_interim_response_before_body_is_sent,
                 expect_100_continue_rejected_by_upstream_gets_final_417_without_body,
+                chunk_extensions_and_trailers_are_not_forwarded,
             }
             forwarding {
                 methods_are_forwarded_as_given,
@@ -231,6 +232,8 @@ macro_rules! conformance_suite {
                 x_forwarded_for_is_appended_to_an_existing_value,
                 path_and_query_are_forwarded_byte_exact,
                 hop_by_hop_response_fields_are_removed_and_via_added,
+                http10_request_without_host_gets_the_upstreams_host,
+                connection_header_cannot_remove_host,
             }
             modes {
                 forward_absolute_form_goes_to_its_host_with_host_rebuilt,
@@ -275,6 +278,9 @@ macro_rules! conformance_suite {
                 http2_version_gets_505,
                 random_bytes_get_400,
                 request_line_inside_content_length_body_is_body,
+                empty_line_flood_before_a_head_gets_431_and_next_client_is_served,
+                more_than_128_header_fields_get_431,
+                refused_expect_100_body_is_never_parsed_as_a_request,
             }
             upstream_faults {
                 refused_upstream_gets_502,
@@ -283,6 +289,10 @@ macro_rules! conformance_suite {
                 upstream_reset_gets_502,
                 truncated_upstream_body_never_looks_complete,
                 truncated_chunked_upstream_body_has_no_last_chunk,
+                interim_response_flood_ends_in_504_or_502,
+                truncated_chunked_body_to_http10_client_ends_in_a_reset,
+                upstream_reset_mid_body_is_a_reset_for_http10_client,
+                upstream_reset_mid_body_never_looks_complete_to_http11_client,
             }
             robustness {
                 vanishing_clients_do_not_stop_the_proxy,

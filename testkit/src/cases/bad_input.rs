@@ -15,9 +15,9 @@
 
 use std::thread;
 
-use origin::sha256_hex;
+use origin::{pattern, sha256_hex};
 
-use super::{SETTLE, check_answer, noise};
+use super::{SETTLE, check_answer, get, noise};
 use crate::Suite;
 
 /// The valid request smuggled behind each bad one.
@@ -273,6 +273,87 @@ pub fn request_line_inside_content_length_body_is_body(suite: &Suite) {
             r.says_close(),
             "this profile says Connection: close on every response",
         );
+    }
+    c.expect_close();
+    thread::sleep(SETTLE);
+    c.check_eq(
+        origin.stats().requests_served(),
+        1,
+        "requests the upstream served",
+    );
+}
+
+/// RFC 9112 §2.2 lets a server skip empty lines before a request line, but
+/// they count toward the head limit: 20 KiB of `\r\n` then a valid GET get
+/// a 431 (or at least a close; never the GET served), and the proxy goes on
+/// serving the next client. A proxy that skips empty lines without a bound
+/// reads (and buffers) for as long as a peer sends CRLFs.
+pub fn empty_line_flood_before_a_head_gets_431_and_next_client_is_served(suite: &Suite) {
+    let origin = suite.origin();
+    let proxy = suite.reverse(&origin, &[]);
+    let mut c = proxy.connect();
+    let mut flood = b"\r\n".repeat(10 * 1024);
+    flood.extend_from_slice(NEXT);
+    // The proxy may answer and close before it has read everything.
+    let _ = c.try_send(&flood);
+    if let Some(r) = c.read_response_or_close() {
+        check_answer(&c, &r, 431);
+    }
+    c.expect_close();
+    thread::sleep(SETTLE);
+    c.check_eq(
+        origin.stats().requests_served(),
+        0,
+        "requests the upstream served",
+    );
+
+    let mut next = proxy.connect();
+    next.send(&get("/bytes/10"));
+    let r = next.read_response();
+    next.check_bytes(&r.body, &pattern(10), "body for the next client");
+}
+
+/// 200 fields of 16 bytes are 3.2 KiB, far under the 16 KiB head limit, but
+/// more fields than the proxy parses (128): 431, not a silently shortened
+/// list of fields sent upstream.
+pub fn more_than_128_header_fields_get_431(suite: &Suite) {
+    let mut request = b"GET /echo HTTP/1.1\r\nHost: origin.test\r\n".to_vec();
+    for i in 0..200 {
+        request.extend_from_slice(format!("X-Field-{i:03}: 1\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    answered_and_closed(suite, &request, 431);
+}
+
+/// Smuggling through a refused body. The client says `Expect:
+/// 100-continue` but sends its body at once, in the same write (allowed:
+/// RFC 9110 §10.1.1), and the body is itself a valid GET. /reject refuses
+/// with 417 without reading the body. A proxy that takes the early answer
+/// to mean "the body never came" and reads on would parse the body as the
+/// next request. Exactly one response comes back, then the connection
+/// ends, and the upstream served exactly one request.
+pub fn refused_expect_100_body_is_never_parsed_as_a_request(suite: &Suite) {
+    let origin = suite.origin();
+    let proxy = suite.reverse(&origin, &[]);
+    let mut c = proxy.connect();
+    let mut request = format!(
+        "POST /reject HTTP/1.1\r\nHost: origin.test\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        NEXT.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(NEXT);
+    let _ = c.try_send(&request);
+    let r = c.read_response();
+    c.check_eq(r.status, 417, "status of the upstream's refusal");
+    if !r.says_close() {
+        c.check(
+            suite.profile.keep_alive,
+            "this profile says Connection: close on every response",
+        );
+        // The proxy kept the connection (legitimate only if it consumed the
+        // whole body). Nothing else was sent: after our half-close it has
+        // nothing to answer, unless it took the body for a request.
+        c.shutdown_write();
     }
     c.expect_close();
     thread::sleep(SETTLE);

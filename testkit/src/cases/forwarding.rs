@@ -237,3 +237,38 @@ pub fn hop_by_hop_response_fields_are_removed_and_via_added(suite: &Suite) {
         format_args!("Via on the response should end with 1.1 proxy-ladder, got {via:?}"),
     );
 }
+
+/// HTTP/1.0 does not require `Host`, but upstreams do (virtual hosts, and
+/// HTTP/1.1 makes it mandatory on the request the proxy sends): a reverse
+/// proxy fills in its upstream's `host:port`.
+pub fn http10_request_without_host_gets_the_upstreams_host(suite: &Suite) {
+    let origin = suite.origin();
+    let proxy = suite.reverse(&origin, &[]);
+    let mut c = proxy.connect();
+    c.send(b"GET /echo HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    let echo = c.echo(&r);
+    let upstream = origin.addr().to_string();
+    c.check_eq(
+        echo.header_values("Host"),
+        vec![upstream.as_str()],
+        "Host the upstream received for an HTTP/1.0 request without one",
+    );
+    // HTTP/1.0 without `Connection: keep-alive`: closed in every profile.
+    c.expect_close();
+}
+
+/// `Connection` lists fields to drop at this hop, but `Host` is never
+/// hop-by-hop: `Connection: host` must not strip it, or a client could send
+/// its request to the upstream's default virtual host.
+pub fn connection_header_cannot_remove_host(suite: &Suite) {
+    let (c, echo) = echo_of(
+        suite,
+        b"GET /echo HTTP/1.1\r\nHost: origin.test\r\nConnection: host\r\n\r\n",
+    );
+    c.check_eq(
+        echo.header_values("Host"),
+        vec!["origin.test"],
+        "Host after `Connection: host` (it must survive, unchanged)",
+    );
+}

@@ -109,3 +109,33 @@ pub fn expect_100_continue_rejected_by_upstream_gets_final_417_without_body(suit
         c.expect_close();
     }
 }
+
+/// Chunk extensions (`5;ext=1`) and trailer fields belong to one hop, and a
+/// proxy that passed them through would forward fields nobody vetted (the
+/// trailer section is where smuggled headers hide). The proxy re-chunks:
+/// the upstream gets the same data, still chunked, with neither.
+pub fn chunk_extensions_and_trailers_are_not_forwarded(suite: &Suite) {
+    let origin = suite.origin();
+    let proxy = suite.reverse(&origin, &[]);
+    let mut c = proxy.connect();
+    c.send(CHUNKED_HEAD.as_bytes());
+    c.send(b"5;ext=1\r\nhello\r\n6;ext=2;flag\r\n world\r\n0\r\nX-T: 1\r\n\r\n");
+    let r = c.read_response();
+    let echo = c.echo(&r);
+    c.check_eq(
+        echo.body_sha256,
+        sha256_hex(b"hello world"),
+        "SHA-256 of the body seen by the upstream",
+    );
+    c.check_eq(
+        echo.body_framing.as_str(),
+        "chunked",
+        "framing of the body seen by the upstream",
+    );
+    c.check_eq(
+        echo.trailers,
+        Vec::new(),
+        "trailer fields seen by the upstream",
+    );
+    suite.check_connection_after(&mut c, &r);
+}
