@@ -41,9 +41,7 @@ use proxy_core::Config;
 pub use exchange::Context;
 pub use shutdown::Shutdown;
 
-/// The whole program, from a command line: parse the flags (exiting with
-/// clap's message and status 2 on bad ones), set up logging on stderr, bind,
-/// print `listening on IP:PORT`, install the signal handlers, serve.
+/// The whole program, from a command line: [`start`], then [`run`].
 /// `main.rs` calls it with the process's arguments; the bench harness calls
 /// it from its own binary to run this phase as a child process.
 pub fn main_from<I, T>(args: I) -> anyhow::Result<()>
@@ -51,33 +49,43 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use anyhow::Context as _;
-    use std::io::{IsTerminal, Write};
+    let (listener, config, shutdown) = start(proxy_core::Phase::Blocking, args)?;
+    run(listener, config, shutdown)?;
+    Ok(())
+}
 
-    let config = match Config::try_parse_from(proxy_core::Phase::Blocking, args) {
+/// What every blocking phase does before serving: parse the flags (exiting
+/// with clap's message and status 2 on bad ones), set up logging, bind,
+/// print `listening on IP:PORT`, and install the SIGINT/SIGTERM handler.
+pub fn start<I, T>(
+    phase: proxy_core::Phase,
+    args: I,
+) -> anyhow::Result<(TcpListener, Config, Shutdown)>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use anyhow::Context as _;
+
+    let config = match Config::try_parse_from(phase, args) {
         Ok(config) => config,
         Err(e) => e.exit(),
     };
-    // try_init: a second call in one process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
-        .try_init();
-
+    proxy_core::process::init_logging(&config.log_level);
     let listener = TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {addr}")?;
-    stdout.flush()?;
-    drop(stdout);
-    tracing::info!(%addr, mode = ?config.mode, "phase1-blocking ready");
+    proxy_core::process::announce(addr)?;
+    tracing::info!(%addr, mode = ?config.mode, "{} ready", phase.binary_name());
 
     let shutdown = Shutdown::new(&listener)?;
-    shutdown::on_signals(shutdown.clone(), config.shutdown_grace)?;
-    run(listener, config, shutdown)?;
-    Ok(())
+    // A backstop: the phase's run() stops waiting after the grace period
+    // itself; if something is still stuck two seconds later, exit anyway.
+    shutdown::on_signals(
+        shutdown.clone(),
+        config.shutdown_grace + Duration::from_secs(2),
+    )?;
+    Ok((listener, config, shutdown))
 }
 
 /// Serves connections from `listener`, one at a time, until `shutdown` is

@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use phase1_blocking::exchange::{self, Context};
-use phase1_blocking::shutdown::{self, Shutdown};
+use phase1_blocking::shutdown::Shutdown;
 use proxy_core::{Config, answers};
 
 use upstream_pool::PooledUpstreams;
@@ -216,36 +216,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use anyhow::Context as _;
-    use std::io::IsTerminal;
-
     let (args, kind) = take_pool_flag(args.into_iter().map(Into::into).collect())?;
-    let config = match Config::try_parse_from(proxy_core::Phase::ThreadPool, args) {
-        Ok(config) => config,
-        Err(e) => e.exit(),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
-        .try_init();
-
-    let listener = TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {addr}")?;
-    stdout.flush()?;
-    drop(stdout);
-    tracing::info!(%addr, mode = ?config.mode, "phase2-threadpool ready");
-
-    let shutdown = Shutdown::new(&listener)?;
-    // The signal thread's own grace timer is a backstop: run() waits for the
-    // grace period itself and returns first.
-    shutdown::on_signals(
-        shutdown.clone(),
-        config.shutdown_grace + Duration::from_secs(2),
-    )?;
+    let (listener, config, shutdown) = phase1_blocking::start(proxy_core::Phase::ThreadPool, args)?;
     run_with(listener, config, shutdown, kind)?;
     Ok(())
 }

@@ -24,6 +24,7 @@
 //! | [`error`] | one error enum, each variant mapped to a status |
 //! | [`access_log`] | one Common Log Format line per exchange |
 //! | [`pool`] | the idle upstream connection pool's policy (phases 2-4) |
+//! | [`process`] | logging setup and the `listening on` line every binary prints |
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -36,6 +37,7 @@ pub mod error;
 pub mod framing;
 pub mod head;
 pub mod pool;
+pub mod process;
 pub mod request;
 pub mod response;
 pub mod rewrite;

@@ -1,0 +1,26 @@
+//! The two things every phase's `main` does the same way, apart from the
+//! proxy itself: set up diagnostics on stderr, and announce the bound address
+//! on stdout. (The one module here that touches the process's standard
+//! streams; still no sockets, threads or runtime.)
+
+use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
+
+/// Diagnostics (`tracing`) to stderr at `level` (`--log-level`), coloured
+/// only when stderr is a terminal. Calling it twice keeps the first setup.
+pub fn init_logging(level: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .try_init();
+}
+
+/// Prints exactly `listening on IP:PORT` as one line on stdout and flushes:
+/// tests, scripts and the bench harness wait for this line (with `--listen
+/// 127.0.0.1:0` it is the only way to learn the port).
+pub fn announce(addr: SocketAddr) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()
+}
