@@ -49,18 +49,16 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let (listener, config, shutdown) = start(proxy_core::Phase::Blocking, args)?;
-    run(listener, config, shutdown)?;
+    let started = start(proxy_core::Phase::Blocking, args)?;
+    run(started.listener, started.config, started.shutdown)?;
+    started.signals.finish();
     Ok(())
 }
 
 /// What every blocking phase does before serving: parse the flags (exiting
 /// with clap's message and status 2 on bad ones), set up logging, bind,
 /// print `listening on IP:PORT`, and install the SIGINT/SIGTERM handler.
-pub fn start<I, T>(
-    phase: proxy_core::Phase,
-    args: I,
-) -> anyhow::Result<(TcpListener, Config, Shutdown)>
+pub fn start<I, T>(phase: proxy_core::Phase, args: I) -> anyhow::Result<Started>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -81,11 +79,26 @@ where
     let shutdown = Shutdown::new(&listener)?;
     // A backstop: the phase's run() stops waiting after the grace period
     // itself; if something is still stuck two seconds later, exit anyway.
-    shutdown::on_signals(
+    let signals = shutdown::on_signals(
         shutdown.clone(),
         config.shutdown_grace + Duration::from_secs(2),
     )?;
-    Ok((listener, config, shutdown))
+    Ok(Started {
+        listener,
+        config,
+        shutdown,
+        signals,
+    })
+}
+
+/// A bound, announced server, ready to [`run`]. Call
+/// `signals.finish()` after it has stopped.
+#[derive(Debug)]
+pub struct Started {
+    pub listener: TcpListener,
+    pub config: Config,
+    pub shutdown: Shutdown,
+    pub signals: shutdown::SignalThread,
 }
 
 /// Serves connections from `listener`, one at a time, until `shutdown` is

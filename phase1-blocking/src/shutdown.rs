@@ -112,23 +112,51 @@ impl Drop for IdleGuard {
 
 /// Triggers `shutdown` on SIGINT or SIGTERM (from a small signal thread), and
 /// exits the process with status 0 if in-flight work has not finished
-/// `grace` later.
-pub fn on_signals(shutdown: Shutdown, grace: Duration) -> std::io::Result<()> {
+/// `grace` later. Call [`SignalThread::finish`] once the server has stopped,
+/// so the thread ends before the process does.
+pub fn on_signals(shutdown: Shutdown, grace: Duration) -> std::io::Result<SignalThread> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
+    let handle = signals.handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            // Ends when a signal arrives or when finish() closes the handle.
             if let Some(signal) = signals.forever().next() {
                 tracing::info!(
                     signal,
-                    "shutting down: no new connections; finishing the exchange in flight"
+                    "shutting down: no new connections; finishing the exchanges in flight"
                 );
                 shutdown.trigger();
-                std::thread::sleep(grace);
-                tracing::warn!(?grace, "grace period over; exiting with work in flight");
-                std::process::exit(0);
+                // The server stopping in time ends this wait early.
+                if done_rx.recv_timeout(grace).is_err() {
+                    tracing::warn!(?grace, "grace period over; exiting with work in flight");
+                    std::process::exit(0);
+                }
             }
         })?;
-    Ok(())
+    Ok(SignalThread {
+        handle,
+        done: done_tx,
+        thread,
+    })
+}
+
+/// The running signal thread (see [`on_signals`]).
+#[derive(Debug)]
+pub struct SignalThread {
+    handle: signal_hook::iterator::Handle,
+    done: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalThread {
+    /// The server has stopped: end the signal thread and wait for it, so that
+    /// no thread outlives `main` (valgrind then reports nothing lost).
+    pub fn finish(self) {
+        let _ = self.done.send(());
+        self.handle.close();
+        let _ = self.thread.join();
+    }
 }

@@ -217,8 +217,9 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let (args, kind) = take_pool_flag(args.into_iter().map(Into::into).collect())?;
-    let (listener, config, shutdown) = phase1_blocking::start(proxy_core::Phase::ThreadPool, args)?;
-    run_with(listener, config, shutdown, kind)?;
+    let started = phase1_blocking::start(proxy_core::Phase::ThreadPool, args)?;
+    run_with(started.listener, started.config, started.shutdown, kind)?;
+    started.signals.finish();
     Ok(())
 }
 
