@@ -82,7 +82,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -92,6 +92,15 @@ pub use pattern::{pattern, pattern_byte, sha256_hex};
 use connection::{Connection, NextHead};
 use endpoints::After;
 use request::HeadError;
+
+/// The listen backlog of [`Origin::start`]. A proxy under test may open
+/// thousands of upstream connections at once (the scaling suite holds 5000
+/// clients); with std's backlog of 128, a burst overflows the accept queue,
+/// the kernel drops SYNs, and each dropped SYN costs the proxy a 1 s
+/// retransmit, enough to look like an upstream that does not answer. The
+/// kernel caps it at `net.core.somaxconn`. (The binary binds with tokio,
+/// whose backlog is 1024.)
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Counters the tests read (connection reuse tests need connections_accepted).
 #[derive(Debug, Default)]
@@ -166,13 +175,13 @@ impl Origin {
             .build()?;
         // Bind here, not in the thread, so the port is known (and bind
         // errors are returned) before `start` returns.
-        let std_listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
         let listener = {
             let _context = runtime.enter();
-            TcpListener::from_std(std_listener)?
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)))?;
+            socket.listen(LISTEN_BACKLOG)?
         };
+        let addr = listener.local_addr()?;
 
         let stats = Arc::new(Stats::default());
         let (stop, stopped) = oneshot::channel::<()>();

@@ -619,20 +619,28 @@ fn fault_reset_mid_body_sends_half_a_close_delimited_body_then_resets() {
     let (status, headers) = client.head();
     assert_eq!(status, 200);
     let framing_field = headers.iter().find(|(name, _)| {
-        name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+        name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
     });
     assert_eq!(framing_field, None, "the body must be close-delimited");
     // Read until the connection ends: it must end in a reset, not an EOF.
     let error = loop {
         let mut chunk = [0u8; 4096];
         match client.stream.read(&mut chunk) {
-            Ok(0) => panic!("a clean EOF after {} bytes: expected a reset", client.buf.len()),
+            Ok(0) => panic!(
+                "a clean EOF after {} bytes: expected a reset",
+                client.buf.len()
+            ),
             Ok(n) => client.buf.extend_from_slice(&chunk[..n]),
             Err(e) => break e,
         }
     };
     assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error:?}");
-    assert_eq!(client.buf, pattern(500), "N/2 pattern bytes before the reset");
+    assert_eq!(
+        client.buf,
+        pattern(500),
+        "N/2 pattern bytes before the reset"
+    );
 }
 
 #[test]

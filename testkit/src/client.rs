@@ -469,7 +469,9 @@ impl Client {
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) && self.deadline.is_some_and(|(when, _)| Instant::now() >= when) =>
+                    ) && self
+                        .deadline
+                        .is_some_and(|(when, _)| Instant::now() >= when) =>
                 {
                     // The deadline check at the top of the loop fails the case.
                     continue;

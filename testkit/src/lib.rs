@@ -46,10 +46,21 @@
 //! | [`client`] | raw TCP client and an independent, strict response reader |
 //! | [`transcript`] | bytes sent and received, for failure messages |
 //! | [`cases`] | the cases, one module per topic: they are the contract, readable |
+//! | [`scaling`] | the scaling suite (phases 2-4): pooling, backpressure, capacity, lifecycle under load |
+//!
+//! # The scaling suite
+//!
+//! Phases 2-4 also run [`scaling_suite!`] with a [`Scale`] (how many
+//! connections the phase is expected to hold, and the flags it needs):
+//!
+//! ```text
+//! testkit::scaling_suite!(env!("CARGO_BIN_EXE_phase3-epoll"), testkit::Scale::EVENT_LOOP);
+//! ```
 
 pub mod cases;
 pub mod client;
 pub mod proxy;
+pub mod scaling;
 pub mod transcript;
 
 use std::net::SocketAddr;
@@ -58,6 +69,7 @@ use std::path::PathBuf;
 pub use client::{Client, Framing, Response};
 pub use origin::{Origin, OriginConfig};
 pub use proxy::Proxy;
+pub use scaling::{Scale, ScalingSuite};
 
 /// The documented behaviours that differ between phases.
 #[derive(Debug, Clone, Copy)]
@@ -332,5 +344,64 @@ macro_rules! __conformance_cases {
                 )*
             }
         )*
+    };
+}
+
+/// Expands to one `#[test]` per scaling case for a proxy binary and a
+/// [`Scale`], in a module `scaling` (so it can share a file with
+/// [`conformance_suite!`], though a file of its own, `tests/scaling.rs`,
+/// keeps the two runs apart):
+///
+/// ```text
+/// testkit::scaling_suite!(env!("CARGO_BIN_EXE_phase3-epoll"), testkit::Scale::EVENT_LOOP);
+/// ```
+///
+/// Tests are named `scaling::TOPIC::CASE` after the modules of
+/// [`scaling`]; each calls the case function of the same name.
+#[macro_export]
+macro_rules! scaling_suite {
+    ($bin:expr, $scale:expr $(,)?) => {
+        fn __testkit_scaling_suite() -> $crate::ScalingSuite {
+            $crate::ScalingSuite::new($bin, $scale)
+        }
+        $crate::__scaling_cases! {
+            pooling {
+                upstream_connections_are_reused,
+                stale_pooled_connection_is_never_a_502,
+            }
+            backpressure {
+                slow_reader_does_not_make_the_proxy_buffer,
+                connect_tunnel_survives_slow_directions,
+            }
+            capacity {
+                many_concurrent_keep_alive_connections,
+                over_max_connections_new_clients_get_503_or_wait,
+            }
+            lifecycle {
+                shutdown_finishes_in_flight_refuses_new_and_exits_0,
+                file_descriptors_return_to_baseline,
+            }
+        }
+    };
+}
+
+/// Implementation detail of [`scaling_suite!`]: a module `scaling` with one
+/// module per topic, one `#[test]` per case.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scaling_cases {
+    ($( $topic:ident { $( $case:ident ),* $(,)? } )*) => {
+        mod scaling {
+            $(
+                mod $topic {
+                    $(
+                        #[test]
+                        fn $case() {
+                            $crate::scaling::$topic::$case(&super::super::__testkit_scaling_suite());
+                        }
+                    )*
+                }
+            )*
+        }
     };
 }

@@ -126,13 +126,19 @@ pub fn interim_response_flood_ends_in_504_or_502(suite: &Suite) {
     let r = c.read_response();
     c.check(
         r.status == 504 || r.status == 502,
-        format_args!("status {} for an upstream that only sends 1xx: expected 504 or 502", r.status),
+        format_args!(
+            "status {} for an upstream that only sends 1xx: expected 504 or 502",
+            r.status
+        ),
     );
     check_answer(&c, &r, r.status);
     let waited = start.elapsed();
     c.check(
         waited >= Duration::from_secs(1),
-        format_args!("{} after {waited:?}, before the 1 s upstream timeout", r.status),
+        format_args!(
+            "{} after {waited:?}, before the 1 s upstream timeout",
+            r.status
+        ),
     );
     c.expect_close();
 }
