@@ -1,9 +1,9 @@
 //! Rung 4: tokio, a task per connection.
 //!
 //! ```text
-//! accept loop (one task):  permit ──▶ accept ──▶ spawn(serve_connection) ──┐
-//!                             ▲                                            │
-//!                             └────────────────────────────────────────────┘
+//! accept loop (main thread):  permit ──▶ accept ──▶ spawn(serve_connection) ──┐
+//!                                ▲                                            │
+//!                                └────────────────────────────────────────────┘
 //! tasks (thousands):   serve_connection: read head ─▶ forward ─▶ relay ─▶ read head ─▶ ...
 //! runtime:             N worker threads poll whichever tasks are ready;
 //!                      one reactor (epoll) turns socket readiness into wake-ups
@@ -22,8 +22,9 @@
 //! - `--max-connections` is a [`Semaphore`]: a permit is taken *before*
 //!   `accept`, moved into the connection's task and released when the task
 //!   ends. At the limit the proxy simply stops accepting, and new clients
-//!   wait in the kernel's backlog (phase 2 answers 503 instead: it has a
-//!   queue to protect; here waiting costs the proxy nothing);
+//!   wait in the kernel's backlog ([`LISTEN_BACKLOG`]) until a connection
+//!   ends. Phase 2 answers 503 instead; here a waiting client costs the
+//!   proxy nothing, not even a file descriptor;
 //! - graceful shutdown: see [`shutdown`].
 //!
 //! SIGPIPE: Rust programs start with SIGPIPE ignored, so writing to a client
@@ -37,6 +38,7 @@
 pub mod exchange;
 pub mod relay;
 pub mod shutdown;
+pub mod tunnel;
 pub mod upstream;
 
 use std::future::Future;
@@ -84,18 +86,12 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     use anyhow::Context as _;
-    use std::io::{IsTerminal, Write};
 
     let config = match Config::try_parse_from(proxy_core::Phase::Async, args) {
         Ok(config) => config,
         Err(e) => e.exit(),
     };
-    // try_init: a second call in one process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
-        .try_init();
+    proxy_core::process::init_logging(&config.log_level);
 
     // Default: one worker thread per core. Workers never block (every wait
     // is an .await), so more threads than cores would only add switching.
@@ -110,17 +106,13 @@ where
         .context("cannot start the tokio runtime")?;
 
     let result = runtime.block_on(async {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         // Before announcing the address: from then on a SIGTERM must mean
         // "shut down gracefully", not the default "die".
         let signals = shutdown::on_signals().context("cannot install signal handlers")?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on {addr}")?;
-        stdout.flush()?;
-        drop(stdout);
+        proxy_core::process::announce(addr)?;
         tracing::info!(%addr, mode = ?config.mode, workers, "phase4-async ready");
         run(listener, config, signals).await?;
         anyhow::Ok(())
@@ -132,15 +124,31 @@ where
     result
 }
 
+/// The listen backlog: how many connections the kernel completes and queues
+/// before the proxy accepts them. With `--max-connections` implemented as
+/// "stop accepting", this queue is the waiting room, so it is set here
+/// rather than left to the standard library's 128. (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default.)
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// `std::net::TcpListener::bind` does, so a restarted proxy can bind at once).
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves connections from `listener`, a task per connection, until
 /// `shutdown` completes; then stops accepting, closes idle connections, lets
 /// exchanges in flight finish within `config.shutdown_grace`, cuts the rest,
 /// and returns.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future,
-) -> io::Result<()> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) -> io::Result<()> {
     let grace = config.shutdown_grace;
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let ctx = Arc::new(Context::new(config));
