@@ -339,10 +339,14 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
     let (resp, body_complete) = match attempt {
         // A pooled connection can die between two exchanges (the upstream
         // closed it while it sat idle) without the pool noticing in time.
-        // If nothing but a head was sent and the method is idempotent,
-        // sending it again on a fresh connection is safe (RFC 9112 §9.3.1).
+        // If nothing but a head was sent, nothing of a response came back,
+        // and the method is idempotent, sending it again on a fresh
+        // connection is safe (RFC 9112 §9.3.1).
         Err(Failure::Answer(ProxyError::BadGateway(reason)))
-            if upstream.reused && req.is_idempotent() && !has_body(req) =>
+            if upstream.reused
+                && req.is_idempotent()
+                && !has_body(req)
+                && from_upstream.is_empty() =>
         {
             tracing::debug!(%reason, "pooled upstream connection failed; retrying on a fresh one");
             upstream = UpstreamConn {

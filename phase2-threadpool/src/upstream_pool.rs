@@ -9,18 +9,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use phase1_blocking::upstream::{self, UpstreamConn, Upstreams};
-use proxy_core::pool::IdlePool;
+use proxy_core::pool::{self, IdlePool};
 use proxy_core::{Authority, ProxyError};
-
-/// Idle connections kept per upstream. More than this many idle at once
-/// means the load just dropped; closing the extra ones is fine.
-pub const MAX_IDLE_PER_UPSTREAM: usize = 64;
-
-/// How long an idle upstream connection is kept. Upstreams close idle
-/// connections too (Node.js after 5 s, nginx after 75 s); staying below the
-/// shortest common value means the proxy rarely picks a connection the
-/// upstream is closing at that very moment.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// A pool of idle upstream connections shared by every worker thread.
 #[derive(Debug)]
@@ -32,7 +22,10 @@ pub struct PooledUpstreams {
 impl PooledUpstreams {
     pub fn new() -> PooledUpstreams {
         PooledUpstreams {
-            idle: Mutex::new(IdlePool::new(MAX_IDLE_PER_UPSTREAM, POOL_IDLE_TIMEOUT)),
+            idle: Mutex::new(IdlePool::new(
+                pool::MAX_IDLE_PER_UPSTREAM,
+                pool::IDLE_TIMEOUT,
+            )),
         }
     }
 

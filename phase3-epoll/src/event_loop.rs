@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use proxy_core::access_log::AccessRecord;
-use proxy_core::pool::IdlePool;
+use proxy_core::pool::{self, IdlePool};
 use proxy_core::{Authority, Config, ProxyError};
 use slab::Slab;
 
@@ -61,15 +61,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// How often idle pooled upstream connections are checked for expiry.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-
-/// Idle connections kept per upstream, per loop. More than this many idle
-/// at once means the load just dropped; closing the extra ones is fine.
-const MAX_IDLE_PER_UPSTREAM: usize = 256;
-
-/// How long an idle upstream connection is kept (phase 2's value): below
-/// the shortest idle timeout common upstreams use (Node.js: 5 s), so the
-/// proxy rarely picks a connection the upstream is closing at that moment.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 fn client_token(key: usize) -> Token {
     Token(key * 2)
@@ -286,7 +277,7 @@ impl EventLoop {
             now,
             shutting_down: false,
             buffers: BufferPool::new(buffer_size, 256),
-            pool: IdlePool::new(MAX_IDLE_PER_UPSTREAM, POOL_IDLE_TIMEOUT),
+            pool: IdlePool::new(pool::MAX_IDLE_PER_UPSTREAM, pool::IDLE_TIMEOUT),
             resolver,
             inbox: Inbox::new(waker),
             config,

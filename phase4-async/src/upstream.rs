@@ -39,11 +39,8 @@ use tokio::time::{Instant, timeout_at};
 use proxy_core::pool::IdlePool;
 use proxy_core::{Authority, ProxyError};
 
-/// The most idle connections kept per upstream (see the module docs for why
-/// this many).
-pub const MAX_IDLE_PER_UPSTREAM: usize = 256;
-/// How long a connection may sit idle in the pool before it is closed.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// The bounds every phase uses (proxy-core explains why these values).
+pub use proxy_core::pool::{IDLE_TIMEOUT as POOL_IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM};
 
 /// Resolves `authority` and connects to the first address that answers,
 /// all within `timeout` (one budget for the whole attempt: a name with ten
