@@ -30,7 +30,8 @@ use proxy_core::framing::{BodyFramer, BodyKind};
 use proxy_core::rewrite::{self, BodyRelay};
 use proxy_core::target::{self, Route};
 use proxy_core::{
-    Authority, Config, ProxyError, RequestHead, ResponseHead, parse_request, parse_response,
+    Authority, Config, ProxyError, RequestHead, ResponseHead, parse_request_from,
+    parse_response_from,
 };
 
 use crate::relay::{self, HeadError, RelayError};
@@ -217,8 +218,10 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
         },
         _ => None,
     };
+    // Incremental parsing: each byte is checked once, however many reads.
+    let mut scanned = 0;
     let read = relay::read_head(&mut conn.stream, &mut conn.pending, started + budget, |b| {
-        parse_request(b, max)
+        parse_request_from(b, max, &mut scanned)
     });
     drop(idle);
     let (req, head_len) = match read {
@@ -471,8 +474,9 @@ fn await_continue(
 ) -> Result<Option<ResponseHead>, Failure> {
     let max = ctx.config.max_header_bytes;
     let deadline = Instant::now() + EXPECT_CONTINUE_WAIT;
+    let mut scanned = 0;
     match relay::read_head(upstream, from_upstream, deadline, |b| {
-        parse_response(b, max)
+        parse_response_from(b, max, &mut scanned)
     }) {
         Ok((resp, len)) => {
             from_upstream.drain(..len);
@@ -582,8 +586,9 @@ fn read_final_response(
     // upstream that sends `100 Continue` every second must still time out.
     let deadline = Instant::now() + ctx.config.upstream_timeout;
     for _ in 0..=MAX_INTERIM_RESPONSES {
+        let mut scanned = 0;
         let (resp, len) = relay::read_head(upstream, from_upstream, deadline, |b| {
-            parse_response(b, max)
+            parse_response_from(b, max, &mut scanned)
         })
         .map_err(|e| Failure::from(upstream_head_failure(e, ctx)))?;
         from_upstream.drain(..len);

@@ -52,7 +52,7 @@ pub fn read_head<T>(
     source: &mut std::net::TcpStream,
     pending: &mut Vec<u8>,
     deadline: Instant,
-    parse: impl Fn(&[u8]) -> Result<Parsed<T>, ProxyError>,
+    mut parse: impl FnMut(&[u8]) -> Result<Parsed<T>, ProxyError>,
 ) -> Result<(T, usize), HeadError> {
     let mut chunk = [0u8; 8 * 1024];
     loop {

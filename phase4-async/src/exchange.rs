@@ -43,9 +43,11 @@ use tokio::time::{Instant, timeout_at};
 use proxy_core::access_log::AccessRecord;
 use proxy_core::answers;
 use proxy_core::framing::{BodyFramer, BodyKind};
+use proxy_core::request::parse_request_from;
+use proxy_core::response::parse_response_from;
 use proxy_core::rewrite::{self, BodyRelay};
 use proxy_core::target::{self, Route};
-use proxy_core::{Authority, ProxyError, RequestHead, ResponseHead, parse_request, parse_response};
+use proxy_core::{Authority, ProxyError, RequestHead, ResponseHead};
 
 use crate::Context;
 use crate::relay::{self, HeadError, RelayError, Timeouts};
@@ -170,19 +172,22 @@ async fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> Af
     };
     let deadline = started + budget;
     let max = config.max_header_bytes;
-    let parse = |b: &[u8]| parse_request(b, max);
+    // `scanned` makes parsing incremental: each byte is checked once, however
+    // many reads the head takes.
+    let mut scanned = 0;
+    let mut parse = |b: &[u8]| parse_request_from(b, max, &mut scanned);
     // Shutdown, stage 1: a connection waiting for its next request stops
     // waiting and closes. But if a request has started to arrive (bytes in
     // `pending`, or waiting in the socket), it is in flight and is served:
     // read_head is cancel-safe (every byte it read is in `pending`), so
     // calling it again finishes that head within its deadline.
     let read = tokio::select! {
-        read = relay::read_head(&conn.stream, &mut conn.pending, deadline, &parse) => read,
+        read = relay::read_head(&conn.stream, &mut conn.pending, deadline, &mut parse) => read,
         () = ctx.shutdown.requested() => {
             if conn.pending.is_empty() && !relay::bytes_waiting(&conn.stream) {
                 return After::Close;
             }
-            relay::read_head(&conn.stream, &mut conn.pending, deadline, &parse).await
+            relay::read_head(&conn.stream, &mut conn.pending, deadline, &mut parse).await
         }
     };
     let (req, head_len) = match read {
@@ -423,8 +428,9 @@ async fn await_continue(
 ) -> Result<Option<ResponseHead>, Failure> {
     let max = ctx.config.max_header_bytes;
     let deadline = Instant::now() + EXPECT_CONTINUE_WAIT;
+    let mut scanned = 0;
     match relay::read_head(upstream, from_upstream, deadline, |b| {
-        parse_response(b, max)
+        parse_response_from(b, max, &mut scanned)
     })
     .await
     {
@@ -542,8 +548,9 @@ async fn read_final_response(
     // upstream that sends `100 Continue` every second must still time out.
     let deadline = Instant::now() + ctx.config.upstream_timeout;
     for relayed in 0..=MAX_INTERIM_RESPONSES {
+        let mut scanned = 0;
         let read = relay::read_head(upstream, from_upstream, deadline, |b| {
-            parse_response(b, max)
+            parse_response_from(b, max, &mut scanned)
         })
         .await;
         let (resp, len) = match read {

@@ -114,7 +114,7 @@ pub async fn read_head<T>(
     source: &TcpStream,
     pending: &mut Vec<u8>,
     deadline: Instant,
-    parse: impl Fn(&[u8]) -> Result<Parsed<T>, ProxyError>,
+    mut parse: impl FnMut(&[u8]) -> Result<Parsed<T>, ProxyError>,
 ) -> Result<(T, usize), HeadError> {
     loop {
         if !pending.is_empty() {

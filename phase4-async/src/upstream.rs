@@ -168,9 +168,10 @@ impl UpstreamPool {
         let refused = {
             let mut idle = self.lock();
             idle.expire(now);
-            idle.put(authority.clone(), stream, now).err()
+            idle.put(authority.clone(), stream, now)
         };
-        // A full pool hands the connection back: it closes here, outside the lock.
+        // A full pool hands a connection back (this one, or its oldest): it
+        // closes here, outside the lock.
         drop(refused);
     }
 

@@ -104,7 +104,13 @@ impl ScanError {
 /// Finds the end of a head (`CRLF CRLF`), checking every byte on the way:
 /// each LF must follow a CR, each CR must precede an LF, no NUL anywhere.
 /// At most `max` bytes (after leading empty lines) may make up the head.
-pub(crate) fn scan(buf: &[u8], max: usize) -> Result<Scan, ScanError> {
+///
+/// `scanned` makes it incremental: it is how far into `buf` an earlier call
+/// got without finding the end, and it is updated on `Partial`. A head that
+/// arrives one byte per read is then scanned once in total, not once per
+/// read (which would cost time quadratic in the head's size, on whatever
+/// thread does the parsing: for phase 3, a whole event loop).
+pub(crate) fn scan(buf: &[u8], max: usize, scanned: &mut usize) -> Result<Scan, ScanError> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
     // before the request line (some clients send CRLF after a POST body).
     // Those empty lines count toward `max`, or a peer could send CRLFs forever.
@@ -118,7 +124,10 @@ pub(crate) fn scan(buf: &[u8], max: usize) -> Result<Scan, ScanError> {
     let head = &buf[start..];
     let max = max - start;
     let limit = head.len().min(max);
-    for i in 0..limit {
+    // Resume one byte early: a CR at the end of the last read may now have
+    // its LF (or not).
+    let resume = scanned.saturating_sub(start).saturating_sub(1).min(limit);
+    for i in resume..limit {
         match head[i] {
             0 => return Err(ScanError::Nul),
             b'\n' if i == 0 || head[i - 1] != b'\r' => return Err(ScanError::BareLf),
@@ -139,6 +148,7 @@ pub(crate) fn scan(buf: &[u8], max: usize) -> Result<Scan, ScanError> {
     if head.len() >= max {
         Err(ScanError::TooLarge)
     } else {
+        *scanned = start + limit;
         Ok(Scan::Partial)
     }
 }
@@ -214,42 +224,69 @@ mod tests {
     #[test]
     fn scan_finds_the_end_of_a_head_and_skips_leading_empty_lines() {
         assert_eq!(
-            scan(b"GET / HTTP/1.1\r\n\r\nbody", 100),
+            scan(b"GET / HTTP/1.1\r\n\r\nbody", 100, &mut 0),
             Ok(Scan::Complete { start: 0, end: 18 })
         );
         assert_eq!(
-            scan(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 100),
+            scan(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 100, &mut 0),
             Ok(Scan::Complete { start: 4, end: 22 })
         );
         assert_eq!(
-            scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 100),
+            scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 100, &mut 0),
             Ok(Scan::Partial)
         );
-        assert_eq!(scan(b"GET / HTTP/1.1\r", 100), Ok(Scan::Partial));
+        assert_eq!(scan(b"GET / HTTP/1.1\r", 100, &mut 0), Ok(Scan::Partial));
     }
 
     #[test]
     fn scan_rejects_bare_lf_bare_cr_nul_and_oversize() {
         assert_eq!(
-            scan(b"GET / HTTP/1.1\nHost: a\r\n\r\n", 100),
+            scan(b"GET / HTTP/1.1\nHost: a\r\n\r\n", 100, &mut 0),
             Err(ScanError::BareLf)
         );
-        assert_eq!(scan(b"GET / HTTP/1.1\r\n\n", 100), Err(ScanError::BareLf));
         assert_eq!(
-            scan(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 100),
+            scan(b"GET / HTTP/1.1\r\n\n", 100, &mut 0),
+            Err(ScanError::BareLf)
+        );
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 100, &mut 0),
             Err(ScanError::BareCr)
         );
         assert_eq!(
-            scan(b"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 100),
+            scan(b"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 100, &mut 0),
             Err(ScanError::Nul)
         );
-        assert_eq!(scan(&[b'a'; 100], 100), Err(ScanError::TooLarge));
-        assert_eq!(scan(&[b'a'; 99], 100), Ok(Scan::Partial));
+        assert_eq!(scan(&[b'a'; 100], 100, &mut 0), Err(ScanError::TooLarge));
+        assert_eq!(scan(&[b'a'; 99], 100, &mut 0), Ok(Scan::Partial));
         // Empty lines before a head count toward the limit.
-        assert_eq!(scan(&b"\r\n".repeat(50), 100), Err(ScanError::TooLarge));
+        assert_eq!(
+            scan(&b"\r\n".repeat(50), 100, &mut 0),
+            Err(ScanError::TooLarge)
+        );
         let mut late = b"\r\n".repeat(40);
         late.extend_from_slice(&[b'a'; 20]);
-        assert_eq!(scan(&late, 100), Err(ScanError::TooLarge));
+        assert_eq!(scan(&late, 100, &mut 0), Err(ScanError::TooLarge));
+    }
+
+    #[test]
+    fn scan_resumes_where_it_stopped_and_agrees_with_a_fresh_scan() {
+        let raw = b"\r\nGET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\r\nrest";
+        let mut scanned = 0;
+        for k in 0..raw.len() {
+            let incremental = scan(&raw[..k], 100, &mut scanned);
+            assert_eq!(incremental, scan(&raw[..k], 100, &mut 0), "prefix of {k}");
+            assert!(scanned <= k);
+        }
+        // A bare CR is caught when its next byte arrives, even across reads.
+        let mut scanned = 0;
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\r", 100, &mut scanned),
+            Ok(Scan::Partial)
+        );
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\rX", 100, &mut scanned),
+            Err(ScanError::BareCr)
+        );
     }
 
     #[test]

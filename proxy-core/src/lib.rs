@@ -47,6 +47,6 @@ pub use config::{Config, Mode, Phase};
 pub use error::ProxyError;
 pub use framing::{BodyFramer, BodyKind};
 pub use head::{Header, Parsed, Version};
-pub use request::{RequestHead, parse_request};
-pub use response::{ResponseHead, parse_response};
+pub use request::{RequestHead, parse_request, parse_request_from};
+pub use response::{ResponseHead, parse_response, parse_response_from};
 pub use target::{Authority, Route, Target};

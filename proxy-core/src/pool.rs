@@ -42,12 +42,21 @@ pub const MAX_IDLE_PER_UPSTREAM: usize = 256;
 /// the upstream is closing at that very moment.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// Idle connections kept in one pool over all upstreams. Without it, a
+/// forward-proxy client naming thousands of different upstreams could leave
+/// thousands of idle sockets behind and exhaust the file descriptors; at the
+/// limit, the oldest idle connection is closed to make room.
+pub const MAX_IDLE_TOTAL: usize = 1024;
+
 /// Idle connections, by upstream.
 #[derive(Debug)]
 pub struct IdlePool<K, C> {
     idle: HashMap<K, Vec<Idle<C>>>,
     max_idle_per_upstream: usize,
+    max_idle_total: usize,
     idle_timeout: Duration,
+    /// Idle connections over all upstreams.
+    total: usize,
 }
 
 #[derive(Debug)]
@@ -63,14 +72,23 @@ impl<K: Eq + Hash + Clone, C> IdlePool<K, C> {
         IdlePool {
             idle: HashMap::new(),
             max_idle_per_upstream,
+            max_idle_total: MAX_IDLE_TOTAL,
             idle_timeout,
+            total: 0,
         }
+    }
+
+    /// Changes the limit over all upstreams (default [`MAX_IDLE_TOTAL`]).
+    pub fn with_total_limit(mut self, max_idle_total: usize) -> Self {
+        self.max_idle_total = max_idle_total;
+        self
     }
 
     /// The most recently returned idle connection to `upstream` that has not
     /// expired, if any. Expired ones found on the way are dropped (closed).
     pub fn take(&mut self, upstream: &K, now: Instant) -> Option<C> {
         let list = self.idle.get_mut(upstream)?;
+        let before = list.len();
         let found = match list.pop() {
             Some(idle) if now.saturating_duration_since(idle.since) < self.idle_timeout => {
                 Some(idle.conn)
@@ -82,25 +100,50 @@ impl<K: Eq + Hash + Clone, C> IdlePool<K, C> {
             }
             None => None,
         };
+        self.total -= before - list.len();
         if list.is_empty() {
             self.idle.remove(upstream);
         }
         found
     }
 
-    /// Returns a connection after a complete exchange. If the pool for this
-    /// upstream is full, the connection comes back as `Err` for the caller
-    /// to close.
-    pub fn put(&mut self, upstream: K, conn: C, now: Instant) -> Result<(), C> {
-        if self.max_idle_per_upstream == 0 {
-            return Err(conn);
+    /// Keeps a connection after a complete exchange. Returns a connection
+    /// for the caller to close, if any: `conn` itself when its upstream
+    /// already has the most idle connections allowed, or the oldest idle
+    /// connection of the pool when the pool as a whole is full.
+    #[must_use = "a returned connection should be closed (dropping it does)"]
+    pub fn put(&mut self, upstream: K, conn: C, now: Instant) -> Option<C> {
+        if self.max_idle_per_upstream == 0 || self.max_idle_total == 0 {
+            return Some(conn);
         }
         let list = self.idle.entry(upstream).or_default();
         if list.len() >= self.max_idle_per_upstream {
-            return Err(conn);
+            return Some(conn);
         }
         list.push(Idle { conn, since: now });
-        Ok(())
+        self.total += 1;
+        if self.total > self.max_idle_total {
+            return self.evict_oldest();
+        }
+        None
+    }
+
+    /// Removes the connection that has been idle longest, over all upstreams.
+    fn evict_oldest(&mut self) -> Option<C> {
+        // Each list is oldest-first, so only the heads compete.
+        let key = self
+            .idle
+            .iter()
+            .filter_map(|(k, list)| list.first().map(|idle| (k, idle.since)))
+            .min_by_key(|&(_, since)| since)
+            .map(|(k, _)| k.clone())?;
+        let list = self.idle.get_mut(&key)?;
+        let oldest = list.remove(0);
+        self.total -= 1;
+        if list.is_empty() {
+            self.idle.remove(&key);
+        }
+        Some(oldest.conn)
     }
 
     /// Drops every connection idle longer than the timeout; returns how many.
@@ -115,11 +158,13 @@ impl<K: Eq + Hash + Clone, C> IdlePool<K, C> {
             dropped += before - list.len();
             !list.is_empty()
         });
+        self.total -= dropped;
         dropped
     }
 
     /// Removes and returns every idle connection (for shutdown).
     pub fn drain(&mut self) -> Vec<C> {
+        self.total = 0;
         self.idle
             .drain()
             .flat_map(|(_, list)| list.into_iter().map(|i| i.conn))
@@ -128,7 +173,7 @@ impl<K: Eq + Hash + Clone, C> IdlePool<K, C> {
 
     /// How many idle connections the pool holds, over all upstreams.
     pub fn len(&self) -> usize {
-        self.idle.values().map(Vec::len).sum()
+        self.total
     }
 
     /// True if no connection is idle.
@@ -147,9 +192,9 @@ mod tests {
     fn hands_out_the_most_recent_connection_first() {
         let t0 = Instant::now();
         let mut pool = IdlePool::new(4, TTL);
-        pool.put("a", 1, t0).unwrap();
-        pool.put("a", 2, t0 + Duration::from_secs(1)).unwrap();
-        pool.put("b", 3, t0).unwrap();
+        assert_eq!(pool.put("a", 1, t0), None);
+        assert_eq!(pool.put("a", 2, t0 + Duration::from_secs(1)), None);
+        assert_eq!(pool.put("b", 3, t0), None);
         assert_eq!(pool.take(&"a", t0 + Duration::from_secs(2)), Some(2));
         assert_eq!(pool.take(&"a", t0 + Duration::from_secs(2)), Some(1));
         assert_eq!(pool.take(&"a", t0 + Duration::from_secs(2)), None);
@@ -161,21 +206,37 @@ mod tests {
     fn keeps_at_most_the_limit_per_upstream() {
         let t0 = Instant::now();
         let mut pool = IdlePool::new(2, TTL);
-        assert_eq!(pool.put("a", 1, t0), Ok(()));
-        assert_eq!(pool.put("a", 2, t0), Ok(()));
-        assert_eq!(pool.put("a", 3, t0), Err(3));
-        assert_eq!(pool.put("b", 4, t0), Ok(()));
+        assert_eq!(pool.put("a", 1, t0), None);
+        assert_eq!(pool.put("a", 2, t0), None);
+        assert_eq!(pool.put("a", 3, t0), Some(3));
+        assert_eq!(pool.put("b", 4, t0), None);
         assert_eq!(pool.len(), 3);
         let mut none: IdlePool<&str, i32> = IdlePool::new(0, TTL);
-        assert_eq!(none.put("a", 1, t0), Err(1));
+        assert_eq!(none.put("a", 1, t0), Some(1));
+    }
+
+    #[test]
+    fn a_full_pool_closes_its_oldest_connection() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut pool = IdlePool::new(4, TTL).with_total_limit(3);
+        assert_eq!(pool.put("a", 1, at(0)), None);
+        assert_eq!(pool.put("b", 2, at(1)), None);
+        assert_eq!(pool.put("c", 3, at(2)), None);
+        // A fourth upstream: the pool is full, so the oldest (1, to "a") goes.
+        assert_eq!(pool.put("d", 4, at(3)), Some(1));
+        assert_eq!(pool.len(), 3);
+        assert_eq!(pool.take(&"a", at(3)), None);
+        assert_eq!(pool.take(&"b", at(3)), Some(2));
+        assert_eq!(pool.len(), 2);
     }
 
     #[test]
     fn never_hands_out_an_expired_connection() {
         let t0 = Instant::now();
         let mut pool = IdlePool::new(4, TTL);
-        pool.put("a", 1, t0).unwrap();
-        pool.put("a", 2, t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(pool.put("a", 1, t0), None);
+        assert_eq!(pool.put("a", 2, t0 + Duration::from_secs(5)), None);
         // At t0 + 12 s, 1 has expired but 2 has not.
         assert_eq!(pool.take(&"a", t0 + Duration::from_secs(12)), Some(2));
         assert_eq!(pool.take(&"a", t0 + Duration::from_secs(12)), None);
@@ -186,9 +247,9 @@ mod tests {
     fn expire_drops_old_connections_everywhere() {
         let t0 = Instant::now();
         let mut pool = IdlePool::new(4, TTL);
-        pool.put("a", 1, t0).unwrap();
-        pool.put("b", 2, t0).unwrap();
-        pool.put("b", 3, t0 + Duration::from_secs(8)).unwrap();
+        assert_eq!(pool.put("a", 1, t0), None);
+        assert_eq!(pool.put("b", 2, t0), None);
+        assert_eq!(pool.put("b", 3, t0 + Duration::from_secs(8)), None);
         assert_eq!(pool.expire(t0 + Duration::from_secs(11)), 2);
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.drain(), vec![3]);

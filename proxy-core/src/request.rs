@@ -104,8 +104,20 @@ impl RequestHead {
 /// without a complete head, the answer is 431, so a client cannot make the
 /// proxy buffer more.
 pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Parsed<RequestHead>, ProxyError> {
+    parse_request_from(buf, max_head_bytes, &mut 0)
+}
+
+/// [`parse_request`] for a buffer that grows between calls: `scanned` (start
+/// it at 0, keep it with the buffer, reset it when the buffer is drained)
+/// remembers how far earlier calls checked, so each byte is scanned once and
+/// httparse runs only when the blank line has arrived.
+pub fn parse_request_from(
+    buf: &[u8],
+    max_head_bytes: usize,
+    scanned: &mut usize,
+) -> Result<Parsed<RequestHead>, ProxyError> {
     check_request_line_length(buf)?;
-    let (start, end) = match head::scan(buf, max_head_bytes) {
+    let (start, end) = match head::scan(buf, max_head_bytes, scanned) {
         Ok(Scan::Complete { start, end }) => (start, end),
         Ok(Scan::Partial) => return Ok(Parsed::Partial),
         Err(ScanError::TooLarge) => {

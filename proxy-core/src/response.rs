@@ -72,9 +72,18 @@ pub fn parse_response(
     buf: &[u8],
     max_head_bytes: usize,
 ) -> Result<Parsed<ResponseHead>, ProxyError> {
+    parse_response_from(buf, max_head_bytes, &mut 0)
+}
+
+/// [`parse_response`] for a growing buffer (see `request::parse_request_from`).
+pub fn parse_response_from(
+    buf: &[u8],
+    max_head_bytes: usize,
+    scanned: &mut usize,
+) -> Result<Parsed<ResponseHead>, ProxyError> {
     let bad =
         |msg: &str| ProxyError::BadGateway(format!("malformed response from upstream: {msg}"));
-    let (start, end) = match head::scan(buf, max_head_bytes) {
+    let (start, end) = match head::scan(buf, max_head_bytes, scanned) {
         Ok(Scan::Complete { start, end }) => (start, end),
         Ok(Scan::Partial) => return Ok(Parsed::Partial),
         Err(ScanError::TooLarge) => {
