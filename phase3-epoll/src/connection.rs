@@ -7,14 +7,25 @@
 //! data is `State`:
 //!
 //! ```text
-//!  ┌───────────────────────────── keep-alive: the next request ──────────────────────────────┐
-//!  ▼                                                                                         │
-//! ReadingHead ─▶ Resolving ─▶ Connecting ─▶ SendingRequest ─▶ ReadingResponseHead ─▶ RelayingResponse
-//!   │                             │                                                          │
-//!   │                             └─ CONNECT ─▶ Tunnel ─▶ Closed       body cut short: abort │
-//!   │  (a pooled upstream goes from ReadingHead straight to SendingRequest)                  ▼
-//!   └─ bad input, timeouts, upstream errors: answer ─▶ Closing ─▶ Lingering ─▶ Closed ◀─ Closing { reset }
+//!   ┌───────────────────────────────────── keep-alive: the next request (its bytes may already be here) ───────────────────────┐
+//!   │  ┌────────────────────── a pooled upstream: no connect ───────────────┐                                                  │
+//!   ▼  │                                                                    ▼                                                  │
+//! ReadingHead ── an IP ─────▶ Connecting ───────────────────────────────▶ SendingRequest ─▶ ReadingResponseHead ─▶ RelayingResponse
+//!   │     │                       ▲ │  ▲                                        │   │           │       │                │
+//!   │     └─ a name ─▶ Resolving ─┘ │  │                                        │   │           │       │                │
+//!   │                               │  └─ retry once (a pooled upstream died) ──┴───┼───────────┘       │                │
+//!   │                               └─ CONNECT ─▶ Tunnel ─▶ Closed                  │                   │                │
+//!   │                                                                               └─ abort ───────────┴────────────────┤
+//!   └─ bad input, timeouts, upstream errors: answer ─▶ Closing ─▶ Lingering ─▶ Closed ◀─ Closing { reset } ◀─────────────┘
 //! ```
+//!
+//! Most exchanges take the top row: a reverse proxy's `--upstream` is
+//! usually an IP address, so `Resolving` is skipped. A retry goes back
+//! through `Resolving` when the upstream is a name. An abort (a reset
+//! instead of a FIN) comes from any state where the client may already have
+//! part of a response or has gone: `SendingRequest` (the client vanished
+//! mid-body), `ReadingResponseHead` (its socket failed, perhaps halfway
+//! through an interim response) and `RelayingResponse`.
 //!
 //! (`docs/phase3-epoll.md` draws it larger, with the function for each
 //! arrow.) The behaviour is phase 1's, rule for rule: the same statuses, the
@@ -53,7 +64,8 @@ use proxy_core::framing::BodyKind;
 use proxy_core::rewrite::{self, BodyRelay};
 use proxy_core::target::{self, Route};
 use proxy_core::{
-    Authority, Config, Parsed, ProxyError, RequestHead, ResponseHead, parse_request, parse_response,
+    Authority, Config, Parsed, ProxyError, RequestHead, ResponseHead, parse_request_from,
+    parse_response_from,
 };
 
 use crate::buffer::{Buffer, BufferPool};
@@ -115,15 +127,22 @@ enum State {
     /// Waiting for (the rest of) a request head. The first request has
     /// `--header-timeout` from `since` (accept); the next ones on a
     /// kept-alive connection have `--idle-timeout` from the previous
-    /// response. `checked`: the buffer length last found to be a partial
-    /// head (no need to parse it again until more bytes arrive).
+    /// response. `scanned`: how much of `from_client` the parser has
+    /// already checked without finding the end of the head. The parser
+    /// resumes there, so a head that trickles in one byte per read is
+    /// scanned once, not once per read (which would cost time quadratic in
+    /// its size, and this thread is serving everyone else too). It starts
+    /// at 0 with each head, since the buffer then starts with a new one.
     ReadingHead {
         first: bool,
         since: Instant,
-        checked: usize,
+        scanned: usize,
     },
-    /// Waiting for a resolver thread to answer.
-    Resolving(Box<Exchange>),
+    /// Waiting for a resolver thread to answer, until the connect deadline:
+    /// as in phase 1, resolving and connecting share one
+    /// `--connect-timeout` budget, so a name whose DNS server never answers
+    /// gets a 504 like an address that never answers.
+    Resolving(Box<Exchange>, Instant),
     /// A non-blocking connect is in progress.
     Connecting(Box<Exchange>, Connect),
     /// Writing the request head and streaming the request body upstream
@@ -202,6 +221,9 @@ struct Sending {
     /// `Expect: 100-continue`: the body waits until this instant, an
     /// interim response, or a final one (which means: no body).
     continue_until: Option<Instant>,
+    /// How much of `from_upstream` the response parser has checked while
+    /// waiting for the verdict (see `State::ReadingHead`).
+    scanned: usize,
     body: BodyPump,
 }
 
@@ -210,6 +232,9 @@ struct AwaitingHead {
     /// One deadline for the final response however many 1xx come first.
     deadline: Instant,
     interims: usize,
+    /// How much of `from_upstream` the parser has checked without finding
+    /// the end of the head; back to 0 after each interim head is consumed.
+    scanned: usize,
 }
 
 #[derive(Debug)]
@@ -220,6 +245,10 @@ struct Relaying {
     /// The upstream said it keeps the connection open, and the request
     /// went out whole: the connection may go back to the pool.
     upstream_reusable: bool,
+    /// The upstream has closed and the framer has been told
+    /// (`BodyPump::finish`): done once, and counted as progress once, or
+    /// `drive` would loop forever on a last chunk waiting for room.
+    upstream_finished: bool,
 }
 
 #[derive(Debug, Default)]
@@ -268,7 +297,7 @@ impl<S: Socket> Connection<S> {
             state: State::ReadingHead {
                 first: true,
                 since: now,
-                checked: 0,
+                scanned: 0,
             },
             progress: 0,
             yielded: false,
@@ -356,8 +385,8 @@ impl<S: Socket> Connection<S> {
     ) {
         let state = mem::replace(&mut self.state, State::Closed);
         self.state = match state {
-            State::Resolving(x) => match result {
-                Ok(addrs) if !addrs.is_empty() => self.start_connect(env, x, addrs),
+            State::Resolving(x, deadline) => match result {
+                Ok(addrs) if !addrs.is_empty() => self.start_connect(env, x, addrs, deadline),
                 Ok(_) => {
                     let err = ProxyError::BadGateway(format!("{} has no addresses", x.authority));
                     self.answer(env, &err, Some(&x.req), x.started)
@@ -368,7 +397,9 @@ impl<S: Socket> Connection<S> {
                     self.answer(env, &err, Some(&x.req), x.started)
                 }
             },
-            other => other, // A stale answer: the connection has moved on.
+            // A late answer: the connection has moved on (its deadline
+            // passed and it answered 504, or it closed).
+            other => other,
         };
         self.progress += 1;
         self.drive(env);
@@ -387,7 +418,8 @@ impl<S: Socket> Connection<S> {
                         config.idle_timeout
                     },
             ),
-            State::Resolving(_) | State::Closed => None,
+            State::Resolving(_, deadline) => Some(*deadline),
+            State::Closed => None,
             State::Connecting(_, c) => Some(c.deadline),
             State::SendingRequest(_, s) => match s.continue_until {
                 Some(until) => Some(until),
@@ -507,9 +539,13 @@ impl<S: Socket> Connection<S> {
             State::ReadingHead {
                 first,
                 since,
-                checked,
-            } => self.reading_head(env, first, since, checked),
-            State::Resolving(x) => State::Resolving(x),
+                scanned,
+            } => self.reading_head(env, first, since, scanned),
+            // Nothing to do until the answer (`on_resolved`) or the deadline.
+            // The client is not read meanwhile (like phase 1, which is
+            // blocked in `getaddrinfo`): if it goes away, that shows when
+            // the answer is written, at the deadline at the latest.
+            State::Resolving(x, deadline) => State::Resolving(x, deadline),
             State::Connecting(x, c) => self.connecting(env, x, c),
             State::SendingRequest(x, s) => self.sending_request(env, x, s),
             State::ReadingResponseHead(x, a) => self.reading_response_head(env, x, a),
@@ -528,10 +564,13 @@ impl<S: Socket> Connection<S> {
         env: &mut E,
         first: bool,
         since: Instant,
-        checked: usize,
+        mut scanned: usize,
     ) -> State {
-        if self.from_client.len() != checked && !self.from_client.is_empty() {
-            match parse_request(self.from_client.data(), env.config().max_header_bytes) {
+        // Only new bytes can complete a head (after a partial parse,
+        // `scanned` is the buffer's length).
+        if self.from_client.len() > scanned {
+            let max = env.config().max_header_bytes;
+            match parse_request_from(self.from_client.data(), max, &mut scanned) {
                 Ok(Parsed::Complete { head, len }) => {
                     self.from_client.consume(len);
                     return self.begin_exchange(env, head);
@@ -558,7 +597,7 @@ impl<S: Socket> Connection<S> {
         State::ReadingHead {
             first,
             since,
-            checked: self.from_client.len(),
+            scanned,
         }
     }
 
@@ -603,28 +642,32 @@ impl<S: Socket> Connection<S> {
     // ----- finding and connecting the upstream ---------------------------
 
     /// An IP address is connected to at once; a name goes to the resolver
-    /// threads first (`getaddrinfo` blocks, see `dns.rs`).
+    /// threads first (`getaddrinfo` blocks, see `dns.rs`). The
+    /// `--connect-timeout` budget starts now and covers both, as in phase 1.
     fn find_upstream<E: Env<Socket = S>>(&mut self, env: &mut E, x: Box<Exchange>) -> State {
+        let deadline = env.now() + env.config().connect_timeout;
         if let Ok(ip) = x.authority.host.parse::<IpAddr>() {
             let addr = SocketAddr::new(ip, x.authority.port);
-            return self.start_connect(env, x, vec![addr]);
+            return self.start_connect(env, x, vec![addr], deadline);
         }
         match env.resolve(&x.authority) {
-            Ok(()) => State::Resolving(x),
+            Ok(()) => State::Resolving(x, deadline),
             Err(err) => self.answer(env, &err, Some(&x.req), x.started),
         }
     }
 
+    /// Connects to `addrs` in turn, all by `deadline`.
     fn start_connect<E: Env<Socket = S>>(
         &mut self,
         env: &mut E,
         x: Box<Exchange>,
         addrs: Vec<SocketAddr>,
+        deadline: Instant,
     ) -> State {
         let connect = Connect {
             addrs,
             next: 0,
-            deadline: env.now() + env.config().connect_timeout,
+            deadline,
             last_error: None,
         };
         self.connect_next(env, x, connect)
@@ -722,6 +765,7 @@ impl<S: Socket> Connection<S> {
         let sending = Sending {
             head_end,
             continue_until: wait.then(|| now + EXPECT_CONTINUE_WAIT),
+            scanned: 0,
             body: BodyPump::new(x.req.body, relay),
         };
         // Whatever of the body is already here goes out with the head.
@@ -818,9 +862,11 @@ impl<S: Socket> Connection<S> {
         if !self.to_client.is_empty() {
             return Ok(None);
         }
-        match parse_response(self.from_upstream.data(), env.config().max_header_bytes)? {
+        let max = env.config().max_header_bytes;
+        match parse_response_from(self.from_upstream.data(), max, &mut s.scanned)? {
             Parsed::Complete { head, len } => {
                 self.from_upstream.consume(len);
+                s.scanned = 0;
                 self.progress += 1;
                 if !head.is_interim() {
                     return Ok(Some(head));
@@ -889,6 +935,11 @@ impl<S: Socket> Connection<S> {
         self.to_upstream.clear();
         x.retried = true;
         x.reused = false;
+        // `sending_request` sets this when the dead upstream failed after
+        // the head was written, for fear of an unread body. A retried
+        // request has no body, so nothing is left unread: the fresh
+        // exchange may keep the client connection alive.
+        x.force_close = false;
         self.find_upstream(env, x)
     }
 
@@ -898,6 +949,7 @@ impl<S: Socket> Connection<S> {
         let awaiting = AwaitingHead {
             deadline: env.now() + env.config().upstream_timeout,
             interims: 0,
+            scanned: 0,
         };
         State::ReadingResponseHead(x, awaiting)
     }
@@ -918,10 +970,12 @@ impl<S: Socket> Connection<S> {
             if !self.to_client.is_empty() {
                 return State::ReadingResponseHead(x, a);
             }
-            let parsed = parse_response(self.from_upstream.data(), env.config().max_header_bytes);
+            let max = env.config().max_header_bytes;
+            let parsed = parse_response_from(self.from_upstream.data(), max, &mut a.scanned);
             match parsed {
                 Ok(Parsed::Complete { head, len }) => {
                     self.from_upstream.consume(len);
+                    a.scanned = 0;
                     self.progress += 1;
                     if !head.is_interim() {
                         return self.start_response(env, x, head);
@@ -983,6 +1037,7 @@ impl<S: Socket> Connection<S> {
             status: resp.status,
             keep_alive: plan.keep_alive,
             upstream_reusable: resp.upstream_keeps_alive() && !x.force_close,
+            upstream_finished: false,
         };
         // Whatever of the body is already here goes out with the head, in
         // the same write.
@@ -1018,13 +1073,17 @@ impl<S: Socket> Connection<S> {
                 let reason = format!("upstream read failed mid-body: {e}");
                 return self.abort(env, x, r.status, r.pump.data_out(), &reason);
             }
-            if closed {
+            if closed && !r.upstream_finished {
                 // The end of a close-delimited body, or a truncated one.
+                r.upstream_finished = true;
                 if let Err(e) = r.pump.finish() {
                     let reason = format!("upstream body broken: {e}");
                     return self.abort(env, x, r.status, r.pump.data_out(), &reason);
                 }
                 self.progress += 1;
+                // Adds the last chunk when re-chunking. If `to_client` has
+                // no room for it yet, the pump at the top of this function
+                // adds it once the client has taken some bytes.
                 if let Err(e) = r.pump.pump(&mut self.from_upstream, &mut self.to_client) {
                     let reason = format!("upstream body broken: {e}");
                     return self.abort(env, x, r.status, r.pump.data_out(), &reason);
@@ -1063,7 +1122,7 @@ impl<S: Socket> Connection<S> {
             State::ReadingHead {
                 first: false,
                 since: env.now(),
-                checked: 0,
+                scanned: 0,
             }
         } else {
             self.close_gracefully(env)
@@ -1198,6 +1257,15 @@ impl<S: Socket> Connection<S> {
                     self.answer(env, &ProxyError::RequestTimeout, None, started)
                 }
             }
+            State::Resolving(x, _) => {
+                // The resolver's answer, if it ever comes, finds the
+                // connection in another state and is dropped (`on_resolved`).
+                let err = ProxyError::GatewayTimeout(format!(
+                    "no connection to {} within {connect_secs}s (its name was not resolved in time)",
+                    x.authority
+                ));
+                self.answer(env, &err, Some(&x.req), x.started)
+            }
             State::Connecting(x, _) => {
                 let err = ProxyError::GatewayTimeout(format!(
                     "no connection to {} within {connect_secs}s",
@@ -1258,7 +1326,7 @@ impl<S: Socket> Connection<S> {
                 State::Closed
             }
             State::Lingering { .. } => State::Closed,
-            state @ (State::Resolving(_) | State::Closed) => state,
+            State::Closed => State::Closed,
         }
     }
 
@@ -1290,8 +1358,11 @@ impl<S: Socket> Connection<S> {
 
     /// Part of a response went out (or the client is gone): a reset is the
     /// only way left to say "this body is incomplete". What is already in
-    /// `to_client` goes first (phase 1 had written it by then), so the
-    /// client sees every byte the upstream sent, then the reset.
+    /// `to_client` goes first (phase 1 had written it by then). A reset
+    /// (`SO_LINGER` 0) throws away whatever still sits in the proxy's
+    /// kernel send buffer, so the client gets every byte already delivered
+    /// to *its* kernel, then the reset, not necessarily every byte the
+    /// upstream sent; either way it cannot mistake the body for complete.
     fn abort<E: Env<Socket = S>>(
         &mut self,
         env: &mut E,

@@ -207,15 +207,27 @@ impl Env for LoopEnv<'_> {
 
     fn checkin(&mut self, authority: Authority, mut socket: TcpStream) {
         // Deregistered while idle: its events would otherwise go to
-        // whichever connection holds this slab key next.
+        // whichever connection holds this slab key next. (If that fails,
+        // the socket is dropped here, and closing it removes it from epoll.)
         if self.shared.registry.deregister(&mut socket).is_ok() {
-            // A full pool hands the connection back; dropping it closes it.
-            let _ = self.shared.pool.put(authority, socket, self.shared.now);
+            // The pool may hand back a connection to close: this one (its
+            // upstream already has the most idle connections allowed) or
+            // the pool's oldest (the pool as a whole is full). Either is
+            // deregistered already, as every pooled socket is; dropping it
+            // closes it.
+            if let Some(closed) = self.shared.pool.put(authority, socket, self.shared.now) {
+                drop(closed);
+            }
         }
     }
 
     fn access_log(&mut self, record: AccessRecord) {
         // Access lines go to stdout; a closed stdout must not stop the proxy.
+        // This write is blocking: if stdout is a pipe nobody reads, it
+        // blocks the whole loop once the pipe is full (64 KiB on Linux).
+        // A bounded writer thread would fix that (dropping lines when it
+        // falls behind); this teaching proxy accepts the risk, and the
+        // chapter says so. Logging on stderr (`tracing`) has the same risk.
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{record}");
         let _ = out.flush();
@@ -239,6 +251,8 @@ pub struct EventLoop {
     shutdown: Shutdown,
     /// Set when shutdown began: the loop returns at this instant at the latest.
     shutdown_deadline: Option<Instant>,
+    /// Set when `accept` failed for lack of resources: listener events are
+    /// ignored until then, and the backlog is drained at that instant.
     accept_paused_until: Option<Instant>,
     next_housekeeping: Instant,
 }
@@ -321,19 +335,14 @@ impl EventLoop {
             self.shared.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.on_listener_event(),
                     WAKER => self.deliver_dns_answers(),
                     token => self.on_socket_event(token, Readiness::from_event(event)),
                 }
             }
             self.resume_yielded();
             self.fire_timers();
-            if self
-                .accept_paused_until
-                .is_some_and(|t| t <= self.shared.now)
-            {
-                self.accept();
-            }
+            self.end_accept_pause();
             if self.shared.now >= self.next_housekeeping {
                 self.shared.pool.expire(self.shared.now);
                 self.next_housekeeping = self.shared.now + HOUSEKEEPING;
@@ -381,10 +390,31 @@ impl EventLoop {
         })
     }
 
+    /// New connections are waiting, unless accepting is paused: then the
+    /// event is ignored, and `end_accept_pause` drains the backlog later.
+    fn on_listener_event(&mut self) {
+        if self.accept_paused_until.is_none() {
+            self.accept();
+        }
+    }
+
+    /// Once the pause after a failed `accept` is over, accepts whatever
+    /// waits. The listener is edge-triggered: connections that arrived
+    /// during the pause produced their events already (ignored), so
+    /// without this call they would wait until someone else connects.
+    fn end_accept_pause(&mut self) {
+        if self
+            .accept_paused_until
+            .is_some_and(|t| t <= self.shared.now)
+        {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+    }
+
     /// Accepts until the listener would block (edge-triggered: the backlog
     /// must be drained, or the next event never comes).
     fn accept(&mut self) {
-        self.accept_paused_until = None;
         loop {
             let Some(listener) = &self.listener else {
                 return;
@@ -399,7 +429,10 @@ impl EventLoop {
                     ) => {}
                 Err(e) => {
                     // EMFILE and friends: the error belongs to one attempt,
-                    // not to the server. Back off so it does not spin.
+                    // not to the server. Until a descriptor is freed every
+                    // retry fails the same way, so pause for a moment
+                    // (listener events are ignored meanwhile) rather than
+                    // retry at once, or once per incoming connection.
                     tracing::warn!(error = %e, "accept failed");
                     self.accept_paused_until = Some(self.shared.now + ACCEPT_BACKOFF);
                     return;
@@ -594,4 +627,69 @@ fn is_live(conns: &Slab<Slot>, entry: &crate::timer::Entry) -> bool {
     conns
         .get(entry.key)
         .is_some_and(|s| s.id == entry.id && s.scheduled == Some(entry.when))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxy_core::Mode;
+
+    /// A loop on a listener of its own (not run: the test calls its steps).
+    fn event_loop() -> (EventLoop, std::net::SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = Authority {
+            host: "127.0.0.1".into(),
+            port: 9,
+        };
+        let config = Arc::new(Config::new(Mode::Reverse { upstream }));
+        let event_loop = EventLoop::new(
+            0,
+            listener,
+            config,
+            Resolver::start(1, 1).unwrap(),
+            ConnectionLimit::new(16),
+            Shutdown::new(),
+        )
+        .unwrap();
+        (event_loop, addr)
+    }
+
+    /// Waits (at most 5 s) for the listener's readiness event: a connection
+    /// is in the backlog.
+    fn wait_for_listener_event(event_loop: &mut EventLoop) {
+        let mut events = Events::with_capacity(8);
+        for _ in 0..50 {
+            event_loop
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            if events.iter().any(|e| e.token() == LISTENER) {
+                return;
+            }
+        }
+        panic!("no listener event within 5 s");
+    }
+
+    #[test]
+    fn listener_events_are_ignored_during_an_accept_pause_and_the_backlog_is_drained_after() {
+        let (mut event_loop, addr) = event_loop();
+        let now = event_loop.shared.now;
+        // As after an EMFILE.
+        event_loop.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        wait_for_listener_event(&mut event_loop);
+        event_loop.on_listener_event();
+        assert_eq!(event_loop.conns.len(), 0, "accepted during the pause");
+        event_loop.shared.now = now + ACCEPT_BACKOFF / 2;
+        event_loop.end_accept_pause();
+        assert_eq!(event_loop.conns.len(), 0, "accepted before the pause ended");
+        // The pause is over: no new event will come for the waiting
+        // connection (edge-triggered), so the loop accepts it on its own.
+        event_loop.shared.now = now + ACCEPT_BACKOFF;
+        event_loop.end_accept_pause();
+        assert_eq!(event_loop.conns.len(), 1, "the backlog was not drained");
+        assert_eq!(event_loop.accept_paused_until, None);
+    }
 }

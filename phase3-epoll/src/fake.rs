@@ -32,6 +32,9 @@ pub struct Wire {
     /// The peer reset the connection: reads fail with `ConnectionReset`,
     /// writes with `BrokenPipe`.
     pub reset: bool,
+    /// Reads fail with `ConnectionReset` but writes still succeed: a reset
+    /// that arrives just after the kernel accepted the proxy's last write.
+    pub read_reset: bool,
     /// Every byte the proxy wrote.
     pub written: Vec<u8>,
     /// How many more bytes the peer accepts before writes would block
@@ -80,7 +83,7 @@ impl Read for FakeSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut w = self.wire();
         w.reads += 1;
-        if w.reset {
+        if w.reset || w.read_reset {
             return Err(io::ErrorKind::ConnectionReset.into());
         }
         if w.incoming.is_empty() {

@@ -4,7 +4,8 @@
 //! thread loop-0: epoll_wait ─▶ accept / read / parse / connect / write ... ─▶ epoll_wait ─▶ ...
 //! thread loop-1: epoll_wait ─▶ ...                (one loop per core, each with its own
 //! thread loop-N: epoll_wait ─▶ ...                 SO_REUSEPORT listener and connections)
-//! resolver-0..3: getaddrinfo (blocking) ─▶ answer + Waker ─▶ the loop that asked
+//! resolver-N:    getaddrinfo (blocking) ─▶ answer + Waker ─▶ the loop that asked
+//!                (4 threads, up to 64 while lookups are slow)
 //! signals:       SIGINT/SIGTERM ─▶ flag + every loop's Waker
 //! ```
 //!
@@ -77,9 +78,6 @@ use std::sync::Arc;
 use proxy_core::Config;
 
 pub use shutdown::Shutdown;
-
-/// Resolver threads: a slow DNS answer holds one of them, not a loop.
-const RESOLVER_THREADS: usize = 4;
 
 /// The whole program, from a command line: parse the flags (exiting with
 /// clap's message and status 2 on bad ones), set up logging on stderr, bind
@@ -173,7 +171,8 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub fn run(listeners: Listeners, mut config: Config, shutdown: Shutdown) -> io::Result<()> {
     config.workers = Some(listeners.len());
     let config = Arc::new(config);
-    let resolver = dns::Resolver::start(RESOLVER_THREADS)?;
+    // Resolver threads: a slow DNS answer holds one of them, not a loop.
+    let resolver = dns::Resolver::start(dns::MIN_THREADS, dns::MAX_THREADS)?;
     let limit = event_loop::ConnectionLimit::new(config.max_connections);
     let mut threads = Vec::new();
     for (index, listener) in listeners.listeners.into_iter().enumerate() {

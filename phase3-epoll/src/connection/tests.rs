@@ -45,7 +45,7 @@ fn request_reaches_upstream(
 fn state_name(conn: &Connection<FakeSocket>) -> &'static str {
     match conn.state {
         State::ReadingHead { .. } => "ReadingHead",
-        State::Resolving(_) => "Resolving",
+        State::Resolving(..) => "Resolving",
         State::Connecting(..) => "Connecting",
         State::SendingRequest(..) => "SendingRequest",
         State::ReadingResponseHead(..) => "ReadingResponseHead",
@@ -581,4 +581,178 @@ fn a_connection_waiting_for_its_next_request_holds_no_buffer() {
     // keep-alive clients cost (plus the kernel's socket buffers).
     let size = std::mem::size_of::<Connection<mio::net::TcpStream>>();
     assert!(size <= 512, "an idle connection takes {size} bytes");
+}
+
+#[test]
+fn a_head_sent_one_byte_per_read_is_scanned_once() {
+    // The parser resumes where the last partial parse stopped: after each
+    // byte, the state records that everything so far has been checked, so
+    // the next parse looks at the new byte only (proxy-core's `scan` tests
+    // show it resumes there), instead of re-scanning the whole head.
+    let mut env = FakeEnv::new();
+    let (mut conn, client) = accept(&env);
+    let head = format!(
+        "GET /x HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(2000)
+    );
+    for (i, byte) in head.bytes().enumerate() {
+        client.send(&[byte]);
+        event(&mut conn, &mut env, Peer::Client);
+        if i + 1 < head.len() {
+            let State::ReadingHead { scanned, .. } = conn.state else {
+                panic!("left ReadingHead after {} bytes", i + 1);
+            };
+            assert_eq!(scanned, i + 1, "the parse of byte {i} starts over");
+        }
+    }
+    assert_eq!(env.connects.len(), 1, "the whole head was parsed");
+
+    // The same for a response head arriving one byte at a time.
+    let upstream = env.upstream(0);
+    upstream.wire().connected = true;
+    event(&mut conn, &mut env, Peer::Upstream);
+    let response = b"HTTP/1.1 204 No Content\r\nX-Pad: qqqqqqqqqqqqqqqq\r\n\r\n";
+    for (i, byte) in response.iter().enumerate() {
+        upstream.send(&[*byte]);
+        event(&mut conn, &mut env, Peer::Upstream);
+        if i + 1 < response.len() {
+            let State::ReadingResponseHead(_, ref a) = conn.state else {
+                panic!("left ReadingResponseHead after {} bytes", i + 1);
+            };
+            assert_eq!(a.scanned, i + 1, "the parse of byte {i} starts over");
+        }
+    }
+    assert_eq!(env.statuses(), vec![204]);
+}
+
+#[test]
+fn a_name_that_never_resolves_gets_504_at_the_connect_timeout() {
+    // The fake resolver never answers, like a DNS server that is down.
+    let mut env = FakeEnv::new();
+    env.config.mode = proxy_core::Mode::Forward;
+    let (mut conn, client) = accept(&env);
+    client.send(b"GET http://slow.example/x HTTP/1.1\r\nHost: slow.example\r\n\r\n");
+    event(&mut conn, &mut env, Peer::Client);
+    assert_eq!(state_name(&conn), "Resolving");
+    assert_eq!(env.resolves.len(), 1);
+    assert_eq!(
+        conn.deadline(&env.config),
+        Some(env.now + env.config.connect_timeout),
+        "a connection waiting for DNS has a deadline"
+    );
+    env.advance(env.config.connect_timeout - Duration::from_millis(1));
+    conn.on_timer(&mut env);
+    assert!(client.written_text().is_empty(), "not before the deadline");
+    env.advance(Duration::from_millis(1));
+    conn.on_timer(&mut env);
+    let answer = client.written_text();
+    assert!(
+        answer.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{answer:?}"
+    );
+    // The answer comes after all: too late, it is dropped.
+    conn.on_resolved(&mut env, Ok(vec!["127.0.0.1:80".parse().unwrap()]));
+    assert!(env.connects.is_empty(), "no connect after the 504");
+    assert_eq!(env.statuses(), vec![504]);
+}
+
+#[test]
+fn resolving_and_connecting_share_one_connect_timeout() {
+    let mut env = FakeEnv::new();
+    env.config.mode = proxy_core::Mode::Forward;
+    let (mut conn, client) = accept(&env);
+    client.send(b"GET http://slow.example/x HTTP/1.1\r\nHost: slow.example\r\n\r\n");
+    event(&mut conn, &mut env, Peer::Client);
+    let budget_ends = env.now + env.config.connect_timeout;
+    env.advance(env.config.connect_timeout / 2);
+    conn.on_resolved(&mut env, Ok(vec!["127.0.0.1:80".parse().unwrap()]));
+    assert_eq!(state_name(&conn), "Connecting");
+    assert_eq!(
+        conn.deadline(&env.config),
+        Some(budget_ends),
+        "the connect gets what the lookup left of the budget (phase 1's rule)"
+    );
+}
+
+#[test]
+fn a_retry_after_the_head_went_out_keeps_the_client_connection_alive() {
+    let mut env = FakeEnv::new();
+    let stale = FakeSocket::connected();
+    stale.wire().room = Some(5); // The head goes out in two writes.
+    env.pool.push(stale.clone());
+    let (mut conn, client) = accept(&env);
+    client.send(GET);
+    event(&mut conn, &mut env, Peer::Client);
+    assert_eq!(state_name(&conn), "SendingRequest");
+    {
+        // The rest of the head is accepted, then the upstream's reset shows.
+        let mut w = stale.wire();
+        w.room = None;
+        w.read_reset = true;
+    }
+    event(&mut conn, &mut env, Peer::Upstream);
+    assert!(
+        stale.written_text().ends_with("\r\n\r\n"),
+        "the head went out whole"
+    );
+    assert_eq!(
+        env.connects.len(),
+        1,
+        "a GET with no response byte is retried"
+    );
+    let fresh = env.upstream(0);
+    fresh.wire().connected = true;
+    event(&mut conn, &mut env, Peer::Upstream);
+    fresh.send(OK_5);
+    event(&mut conn, &mut env, Peer::Upstream);
+    let out = client.written_text();
+    assert!(out.ends_with("hello"), "{out:?}");
+    assert!(
+        !out.contains("Connection: close"),
+        "a bodiless request leaves nothing unread: no reason to close: {out:?}"
+    );
+    assert_eq!(state_name(&conn), "ReadingHead");
+}
+
+#[test]
+fn a_last_chunk_waiting_for_room_counts_as_progress_once() {
+    // A close-delimited response re-chunked for an HTTP/1.1 client: when
+    // the upstream closes, the proxy owes the client a last chunk. If
+    // `to_client` has no room for it, nothing can happen until the client
+    // reads; counting "the upstream has closed" as progress on every pass
+    // would make `drive` loop forever.
+    let mut env = FakeEnv::with_buffers(4096);
+    let (mut conn, client) = accept(&env);
+    client.wire().room = Some(0); // Not reading at the moment.
+    let upstream = request_reaches_upstream(&mut conn, &mut env, &client);
+    upstream.send(b"HTTP/1.1 200 OK\r\n\r\nabc");
+    event(&mut conn, &mut env, Peer::Upstream);
+    assert_eq!(state_name(&conn), "RelayingResponse");
+    // Leave `to_client` too little room for `0\r\n\r\n`, then the upstream closes.
+    let filler = vec![b'.'; conn.to_client.space() - 2];
+    assert!(conn.to_client.extend(&filler));
+    if let Some(up) = conn.upstream.as_mut() {
+        up.read_closed = true;
+    }
+    // Two decision steps, as `drive` would run them, without the I/O.
+    let state = mem::replace(&mut conn.state, State::Closed);
+    conn.state = conn.advance(&mut env, state);
+    let after_finish = conn.progress;
+    let state = mem::replace(&mut conn.state, State::Closed);
+    conn.state = conn.advance(&mut env, state);
+    assert_eq!(
+        conn.progress, after_finish,
+        "the second pass changed nothing and must not claim progress"
+    );
+    assert_eq!(state_name(&conn), "RelayingResponse");
+    // The client reads: the last chunk goes out, and the exchange ends.
+    client.wire().room = None;
+    event(&mut conn, &mut env, Peer::Client);
+    let out = client.written_text();
+    assert!(
+        out.ends_with("..0\r\n\r\n"),
+        "the filler, then the last chunk"
+    );
+    assert_eq!(env.statuses(), vec![200]);
+    assert_eq!(state_name(&conn), "ReadingHead");
 }
