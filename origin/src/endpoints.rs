@@ -45,6 +45,8 @@ pub(crate) enum Route {
     Bytes {
         len: u64,
         delay: Option<Duration>,
+        /// Sent after the first half of the body, before the rest.
+        stall: Option<Duration>,
     },
     Chunked {
         len: u64,
@@ -155,7 +157,8 @@ pub(crate) fn route(target: &str) -> Route {
     } else if let Some(n) = path.strip_prefix("/bytes/") {
         length(n).and_then(|len| {
             let delay = query_value(query, "delay").map(parse_delay).transpose()?;
-            Ok(Route::Bytes { len, delay })
+            let stall = query_value(query, "stall").map(parse_delay).transpose()?;
+            Ok(Route::Bytes { len, delay, stall })
         })
     } else if let Some(n) = path.strip_prefix("/chunked/") {
         length(n).and_then(|len| {
@@ -445,7 +448,7 @@ pub(crate) async fn exchange(
                 }
             }
         }
-        Route::Bytes { len, delay } => {
+        Route::Bytes { len, delay, stall } => {
             if let Some(delay) = delay {
                 conn.pause(delay).await?;
             }
@@ -454,7 +457,14 @@ pub(crate) async fn exchange(
             content_length(conn, len);
             finish_head(conn, &request, close);
             if !head_only {
-                conn.write_pattern(0, len).await?;
+                // With a stall, the response is half-sent for a while: a
+                // proxy shutting down meets a response in mid-body.
+                let first = if stall.is_some() { len / 2 } else { len };
+                conn.write_pattern(0, first).await?;
+                if let Some(stall) = stall {
+                    conn.pause(stall).await?;
+                    conn.write_pattern(first, len - first).await?;
+                }
             }
             after(close)
         }
@@ -635,7 +645,16 @@ mod tests {
             route("/bytes/10?delay=5"),
             Route::Bytes {
                 len: 10,
-                delay: Some(Duration::from_millis(5))
+                delay: Some(Duration::from_millis(5)),
+                stall: None
+            }
+        );
+        assert_eq!(
+            route("/bytes/10?stall=7"),
+            Route::Bytes {
+                len: 10,
+                delay: None,
+                stall: Some(Duration::from_millis(7))
             }
         );
         assert_eq!(

@@ -24,7 +24,7 @@
 //!
 //! | Endpoint | Response |
 //! |---|---|
-//! | `/bytes/N[?delay=MS]` | 200, `Content-Length: N`, `application/octet-stream`, body `pattern(N)`; waits MS ms before the head |
+//! | `/bytes/N[?delay=MS][&stall=MS2]` | 200, `Content-Length: N`, `application/octet-stream`, body `pattern(N)`; waits MS ms before the head; `stall` sends the first N/2 body bytes, waits MS2 ms, then sends the rest |
 //! | `/chunked/N[?chunk=K][&trailer=1]` | 200, `Transfer-Encoding: chunked`, `pattern(N)` in chunks of K bytes (default 8192); `trailer=1` adds a trailer `X-Checksum: <sha256_hex of the body>`. To an HTTP/1.0 client: close-delimited instead |
 //! | `/close/N` | 200 with neither `Content-Length` nor `Transfer-Encoding`, `Connection: close`; body `pattern(N)`, then the connection closes (the FIN ends the body) |
 //! | `/delay/MS` | waits MS ms (at most one hour), then 200 `delayed MS ms\n` |

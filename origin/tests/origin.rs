@@ -260,6 +260,54 @@ fn bytes_delay_waits_before_answering() {
 }
 
 #[test]
+fn bytes_stall_sends_half_the_body_then_waits_then_the_rest() {
+    let origin = start();
+    let mut stream = TcpStream::connect(origin.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /bytes/100000?stall=1000 HTTP/1.1\r\nHost: origin\r\n\r\n")
+        .unwrap();
+    let mut received = Vec::new();
+    let mut piece = [0u8; 65536];
+    let head_end = |r: &[u8]| r.windows(4).position(|w| w == b"\r\n\r\n");
+    // The head and the first half arrive...
+    while head_end(&received).is_none_or(|end| received.len() < end + 4 + 50_000) {
+        let n = stream.read(&mut piece).unwrap();
+        assert!(n > 0, "closed early");
+        received.extend_from_slice(&piece[..n]);
+    }
+    let body_start = head_end(&received).unwrap() + 4;
+    assert_eq!(
+        received.len(),
+        body_start + 50_000,
+        "exactly half, then a stall"
+    );
+    // ...then nothing for a while (a short look, far inside the 1 s stall)...
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let during_stall = stream.read(&mut piece);
+    assert!(
+        matches!(&during_stall, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "{during_stall:?}"
+    );
+    // ...then the rest.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while received.len() < body_start + 100_000 {
+        let n = stream.read(&mut piece).unwrap();
+        assert!(n > 0, "closed early");
+        received.extend_from_slice(&piece[..n]);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert!(received[body_start..] == pattern(100_000)[..]);
+}
+
+#[test]
 fn head_gets_the_same_head_and_no_body() {
     let origin = start();
     let mut client = Client::connect(origin.addr());

@@ -777,7 +777,7 @@ mod tests {
     use proxy_core::Parsed;
 
     fn req(raw: &str) -> RequestHead {
-        match parse_request(raw.as_bytes(), 16 * 1024) {
+        match proxy_core::parse_request(raw.as_bytes(), 16 * 1024) {
             Ok(Parsed::Complete { head, .. }) => head,
             other => panic!("{other:?}"),
         }

@@ -138,6 +138,34 @@ struct Head {
     headers: Vec<(String, String)>,
 }
 
+/// A caller's function that takes a body piece by piece.
+type PieceSink<'a> = dyn FnMut(&[u8]) + 'a;
+
+/// Where a response body goes as it is read.
+enum BodySink<'a> {
+    /// Kept, in [`Response::body`], up to [`MAX_BODY_BYTES`].
+    Collect(&'a mut Vec<u8>),
+    /// Handed over piece by piece, nothing kept, no limit.
+    Stream(&'a mut PieceSink<'a>),
+}
+
+impl BodySink<'_> {
+    /// How many more body bytes this sink takes.
+    fn room(&self) -> u64 {
+        match self {
+            BodySink::Collect(body) => MAX_BODY_BYTES.saturating_sub(body.len()) as u64,
+            BodySink::Stream(_) => u64::MAX,
+        }
+    }
+
+    fn put(&mut self, piece: &[u8]) {
+        match self {
+            BodySink::Collect(body) => body.extend_from_slice(piece),
+            BodySink::Stream(stream) => stream(piece),
+        }
+    }
+}
+
 /// One client connection to the proxy.
 #[derive(Debug)]
 pub struct Client {
@@ -239,6 +267,24 @@ impl Client {
     #[track_caller]
     pub fn read_response(&mut self) -> Response {
         let r = self.read_final(RequestKind::Ordinary);
+        self.check(
+            r.complete,
+            "the connection ended before the response body was complete",
+        );
+        r
+    }
+
+    /// Like [`Client::read_response`], for bodies too large to keep (the
+    /// resource cases move 64 MiB again and again, and the test process's
+    /// memory should not be what limits them): each piece of the decoded
+    /// body goes to `sink` as it arrives and nothing is kept, so the
+    /// returned [`Response::body`] is empty. No body size limit applies.
+    #[track_caller]
+    pub fn read_response_streaming(&mut self, sink: &mut dyn FnMut(&[u8])) -> Response {
+        let Some(head) = self.read_head("a response") else {
+            self.fail("the connection closed before any response arrived");
+        };
+        let r = self.finish_response_to(head, RequestKind::Ordinary, Vec::new(), Some(sink));
         self.check(
             r.complete,
             "the connection ended before the response body was complete",
@@ -514,13 +560,21 @@ impl Client {
     }
 
     /// Given a head, skips interim responses until the final one, then
-    /// reads the body its framing announces.
+    /// reads the body its framing announces into [`Response::body`].
     #[track_caller]
-    fn finish_response(
+    fn finish_response(&mut self, head: Head, kind: RequestKind, interim: Vec<u16>) -> Response {
+        self.finish_response_to(head, kind, interim, None)
+    }
+
+    /// Like [`Client::finish_response`]; with `stream`, the body goes
+    /// there piece by piece instead of into [`Response::body`].
+    #[track_caller]
+    fn finish_response_to(
         &mut self,
         mut head: Head,
         kind: RequestKind,
         mut interim: Vec<u16>,
+        stream: Option<&mut PieceSink<'_>>,
     ) -> Response {
         // 1xx responses are interim (101 would switch protocols and is final).
         while (100..200).contains(&head.status) && head.status != 101 {
@@ -542,25 +596,28 @@ impl Client {
             trailers: Vec::new(),
             complete: true,
         };
+        let mut body = Vec::new();
+        let mut sink = match stream {
+            Some(stream) => BodySink::Stream(stream),
+            None => BodySink::Collect(&mut body),
+        };
         response.complete = match framing {
             Framing::NoBody => true,
             Framing::ContentLength(n) => {
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n <= MAX_BODY_BYTES)
-                    .unwrap_or_else(|| {
-                        self.fail(format!("Content-Length {n} is beyond what any case sends"))
-                    });
-                self.take_exact(n, &mut response.body)
+                if n > sink.room() {
+                    self.fail(format!("Content-Length {n} is beyond what any case sends"));
+                }
+                self.take_exact(n, &mut sink)
             }
-            Framing::Chunked => self.read_chunked(&mut response.body, &mut response.trailers),
+            Framing::Chunked => self.read_chunked(&mut sink, &mut response.trailers),
             Framing::UntilClose => {
                 loop {
-                    response.body.append(&mut self.inbox);
                     self.check(
-                        response.body.len() <= MAX_BODY_BYTES,
+                        self.inbox.len() as u64 <= sink.room(),
                         "close-delimited body larger than any case sends",
                     );
+                    sink.put(&self.inbox);
+                    self.inbox.clear();
                     if self.fill("the rest of a close-delimited body") == 0 {
                         break;
                     }
@@ -569,6 +626,7 @@ impl Client {
                 self.closed == Some(Closed::Eof)
             }
         };
+        response.body = body;
         response
     }
 
@@ -596,12 +654,15 @@ impl Client {
     /// Moves exactly `n` body bytes into `out`; false if the connection
     /// ended first.
     #[track_caller]
-    fn take_exact(&mut self, n: usize, out: &mut Vec<u8>) -> bool {
+    fn take_exact(&mut self, n: u64, out: &mut BodySink<'_>) -> bool {
         let mut left = n;
         loop {
-            let now = left.min(self.inbox.len());
-            out.extend(self.inbox.drain(..now));
-            left -= now;
+            let now = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.inbox.len());
+            out.put(&self.inbox[..now]);
+            self.inbox.drain(..now);
+            left -= now as u64;
             if left == 0 {
                 return true;
             }
@@ -638,7 +699,11 @@ impl Client {
     /// Decodes a chunked body into `body` and `trailers`; false if the
     /// connection ended before the last chunk and trailer section.
     #[track_caller]
-    fn read_chunked(&mut self, body: &mut Vec<u8>, trailers: &mut Vec<(String, String)>) -> bool {
+    fn read_chunked(
+        &mut self,
+        body: &mut BodySink<'_>,
+        trailers: &mut Vec<(String, String)>,
+    ) -> bool {
         loop {
             let Some(line) = self.read_line() else {
                 return false;
@@ -648,11 +713,10 @@ impl Client {
                 break;
             }
             self.check(
-                body.len() as u64 + size <= MAX_BODY_BYTES as u64,
+                size <= body.room(),
                 "chunked body larger than any case sends",
             );
-            // Fits: bounded by MAX_BODY_BYTES just above.
-            if !self.take_exact(size as usize, body) {
+            if !self.take_exact(size, body) {
                 return false;
             }
             match self.read_line() {
@@ -876,6 +940,21 @@ mod tests {
             (last.framing, last.body.as_slice()),
             (Framing::UntilClose, &b"until close"[..])
         );
+    }
+
+    #[test]
+    fn streamed_bodies_reach_the_sink_and_are_not_kept() {
+        let mut c = client_reading(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello\
+              HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        );
+        for expected in [&b"hello"[..], b"abcde"] {
+            let mut seen = Vec::new();
+            let r = c.read_response_streaming(&mut |piece| seen.extend_from_slice(piece));
+            assert_eq!(seen, expected);
+            assert!(r.body.is_empty() && r.complete);
+        }
+        c.expect_close();
     }
 
     #[test]

@@ -45,6 +45,8 @@
 //! | [`proxy`] | spawn the binary, read `listening on`, signal it, kill on drop |
 //! | [`client`] | raw TCP client and an independent, strict response reader |
 //! | [`transcript`] | bytes sent and received, for failure messages |
+//! | [`process`] | what `/proc` says the proxy holds: resident memory, open descriptors |
+//! | [`slowloris`] | a client that sends its head a byte at a time, many per thread |
 //! | [`cases`] | the cases, one module per topic: they are the contract, readable |
 //! | [`scaling`] | the scaling suite (phases 2-4): pooling, backpressure, capacity, lifecycle under load |
 //!
@@ -59,8 +61,10 @@
 
 pub mod cases;
 pub mod client;
+pub mod process;
 pub mod proxy;
 pub mod scaling;
+pub mod slowloris;
 pub mod transcript;
 
 use std::net::SocketAddr;
@@ -318,6 +322,11 @@ macro_rules! conformance_suite {
                 sigterm_lets_in_flight_exchange_finish_then_exits_0,
                 access_log_writes_one_line_per_exchange,
             }
+            resources {
+                file_descriptors_return_to_baseline_after_1000_exchanges,
+                rss_stays_flat_across_repeated_64mib_transfers,
+                slowloris_blocks_phase1_until_header_timeout,
+            }
             cli {
                 unknown_flag_exits_2_with_message,
                 non_numeric_timeout_exits_2,
@@ -379,7 +388,10 @@ macro_rules! scaling_suite {
             }
             lifecycle {
                 shutdown_finishes_in_flight_refuses_new_and_exits_0,
-                file_descriptors_return_to_baseline,
+                shutdown_under_load_completes_started_responses,
+            }
+            resources {
+                slowloris_is_cut_by_header_timeout_and_others_are_served,
             }
         }
     };

@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
+use crate::process::{open_descriptors, proc_status_kib};
 
 /// How long the binary may take to print `listening on ...`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -154,6 +155,29 @@ impl Proxy {
                 Err(e) => self.fail(format!("cannot wait for the proxy: {e}")),
             }
         }
+    }
+
+    /// The proxy's resident set size now, in KiB (`VmRSS`).
+    #[track_caller]
+    pub fn resident_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS")
+            .unwrap_or_else(|| self.fail("cannot read VmRSS from /proc/PID/status"))
+    }
+
+    /// The largest resident set size the proxy has had so far, in KiB
+    /// (`VmHWM`, the "high water mark"): catches a buffer that grew and was
+    /// freed between two samples of [`Proxy::resident_kib`].
+    #[track_caller]
+    pub fn peak_resident_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM")
+            .unwrap_or_else(|| self.fail("cannot read VmHWM from /proc/PID/status"))
+    }
+
+    /// What each of the proxy's open descriptors points to (`/proc/PID/fd`).
+    #[track_caller]
+    pub fn descriptors(&self) -> Vec<String> {
+        open_descriptors(self.pid())
+            .unwrap_or_else(|| self.fail("cannot list /proc/PID/fd of the proxy"))
     }
 
     /// True while the process has not exited.

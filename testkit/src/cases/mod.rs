@@ -16,6 +16,7 @@ pub mod forwarding;
 pub mod lifecycle;
 pub mod modes;
 pub mod persistence;
+pub mod resources;
 pub mod robustness;
 pub mod uploads;
 pub mod upstream_faults;

@@ -67,7 +67,7 @@ pub fn upstream_reset_gets_502(suite: &Suite) {
 /// Checks a response whose upstream died mid-body: either a 502 answer
 /// (nothing had been relayed yet), or the 200 with its body cut short by
 /// closing the connection, so the client can tell.
-fn check_truncated(c: &mut Client, r: &Response, full_len: usize) {
+pub(crate) fn check_truncated(c: &mut Client, r: &Response, full_len: usize) {
     if r.status == 502 {
         check_answer(c, r, 502);
     } else {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use origin::pattern;
 
-use super::{ScalingSuite, proc_status_kib};
+use super::ScalingSuite;
+use crate::Client;
 use crate::cases::get;
-use crate::{Client, Proxy};
 
 const MIB: usize = 1024 * 1024;
 /// The download of the slow-reader case.
@@ -19,13 +19,6 @@ const SLOW_DOWNLOAD: usize = 64 * MIB;
 /// proxy's memory; a proxy that reads the whole response while the client
 /// does not would grow by about 64 MiB.
 const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
-
-/// The proxy's resident set size in KiB.
-#[track_caller]
-fn rss_kib(proxy: &Proxy) -> u64 {
-    proc_status_kib(proxy.pid(), "VmRSS")
-        .unwrap_or_else(|| proxy.fail("cannot read VmRSS from /proc/PID/status"))
-}
 
 /// The client asks for 64 MiB, reads the head and 1 MiB, then stops
 /// reading for 1.5 s while the proxy's memory is sampled; then it reads
@@ -40,7 +33,7 @@ pub fn slow_reader_does_not_make_the_proxy_buffer(suite: &ScalingSuite) {
     let r = warm_up.read_response();
     warm_up.check_eq(r.body.len(), MIB, "warm-up body length");
     drop(warm_up);
-    let baseline = rss_kib(&proxy);
+    let baseline = proxy.resident_kib();
 
     let mut c = proxy.connect();
     c.send(&get(&format!("/bytes/{SLOW_DOWNLOAD}")));
@@ -49,7 +42,7 @@ pub fn slow_reader_does_not_make_the_proxy_buffer(suite: &ScalingSuite) {
     let mut peak = baseline;
     while stalled.elapsed() < Duration::from_millis(1500) {
         thread::sleep(Duration::from_millis(100));
-        peak = peak.max(rss_kib(&proxy));
+        peak = peak.max(proxy.resident_kib());
     }
     let r = c.read_response();
     c.check_eq(r.status, 200, "status of the 64 MiB download");

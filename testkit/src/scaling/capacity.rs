@@ -11,34 +11,13 @@ use origin::pattern;
 use super::ScalingSuite;
 use crate::Client;
 use crate::cases::{check_answer, get};
+use crate::process::raise_descriptor_limit;
 
 /// Upper bound on the many-connections case: not a performance threshold
 /// (it passes in seconds), but a clear failure instead of a hang.
 const MANY_CONNECTIONS_LIMIT: Duration = Duration::from_secs(120);
 /// Descriptors the test process needs besides two per connection.
 const DESCRIPTOR_MARGIN: u64 = 1000;
-
-/// Raises this process's RLIMIT_NOFILE soft limit to the hard limit (the
-/// proxy, spawned afterwards, inherits it). `Err` says why the case cannot
-/// run here.
-fn raise_descriptor_limit(needed: u64) -> Result<(), String> {
-    use rlimit::Resource;
-    let (soft, hard) = Resource::NOFILE
-        .get()
-        .map_err(|e| format!("cannot read RLIMIT_NOFILE: {e}"))?;
-    if hard < needed {
-        return Err(format!(
-            "the hard RLIMIT_NOFILE is {hard}, below the {needed} descriptors needed; \
-             raise it (ulimit -Hn) to run this case"
-        ));
-    }
-    if soft < hard {
-        Resource::NOFILE
-            .set(hard, hard)
-            .map_err(|e| format!("cannot raise RLIMIT_NOFILE from {soft} to {hard}: {e}"))?;
-    }
-    Ok(())
-}
 
 /// Connects, retrying with a bounded backoff: with thousands of connects
 /// in a row, the listen backlog may be full for a moment. Gives up after
