@@ -490,7 +490,7 @@ fn await_continue(
             }
         }
         Err(HeadError::IdleTimeout | HeadError::PartialTimeout) => Ok(None),
-        Err(e) => Err(upstream_head_failure(e, ctx).into()),
+        Err(e) => Err(e.upstream_failure(ctx.config.upstream_timeout).into()),
     }
 }
 
@@ -590,7 +590,7 @@ fn read_final_response(
         let (resp, len) = relay::read_head(upstream, from_upstream, deadline, |b| {
             parse_response_from(b, max, &mut scanned)
         })
-        .map_err(|e| Failure::from(upstream_head_failure(e, ctx)))?;
+        .map_err(|e| Failure::from(e.upstream_failure(ctx.config.upstream_timeout)))?;
         from_upstream.drain(..len);
         if !resp.is_interim() {
             return Ok(resp);
@@ -601,23 +601,6 @@ fn read_final_response(
         "the upstream sent more than {MAX_INTERIM_RESPONSES} interim responses"
     ))
     .into())
-}
-
-/// The status an upstream that failed to send a response head earns.
-fn upstream_head_failure(e: HeadError, ctx: &Context) -> ProxyError {
-    match e {
-        HeadError::IdleTimeout | HeadError::PartialTimeout => ProxyError::GatewayTimeout(format!(
-            "the upstream did not answer within {}s",
-            ctx.config.upstream_timeout.as_secs()
-        )),
-        HeadError::Invalid(err) => err,
-        HeadError::Closed | HeadError::ClosedMidHead => ProxyError::BadGateway(
-            "the upstream closed the connection without a complete response".into(),
-        ),
-        HeadError::Io(e) => {
-            ProxyError::BadGateway(format!("reading the upstream's response failed: {e}"))
-        }
-    }
 }
 
 /// Sends the response head and streams its body to the client.
@@ -731,8 +714,5 @@ fn log_exchange(
         body_bytes: bytes,
         duration: started.elapsed(),
     };
-    // Access lines go to stdout; a closed stdout must not stop the proxy.
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{record}");
-    let _ = out.flush();
+    proxy_core::process::write_access_line(&record);
 }

@@ -18,22 +18,7 @@ use proxy_core::{Parsed, ProxyError};
 /// 1 GiB body costs no more memory than a 1 KiB one.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// Why reading a head stopped without one.
-#[derive(Debug)]
-pub enum HeadError {
-    /// The peer closed (or reset) before sending anything: not an error.
-    Closed,
-    /// Time ran out with nothing received (idle connection).
-    IdleTimeout,
-    /// Time ran out in the middle of a head.
-    PartialTimeout,
-    /// The peer closed after sending part of a head.
-    ClosedMidHead,
-    /// The bytes are not a valid head.
-    Invalid(ProxyError),
-    /// Any other I/O error.
-    Io(io::Error),
-}
+pub use proxy_core::wait::HeadError;
 
 /// True for the errors a read or write timeout produces (`WouldBlock` on
 /// Unix, `TimedOut` on Windows).

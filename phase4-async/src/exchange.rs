@@ -446,7 +446,7 @@ async fn await_continue(
             }
         }
         Err(HeadError::IdleTimeout | HeadError::PartialTimeout) => Ok(None),
-        Err(e) => Err(upstream_head_failure(e, ctx).into()),
+        Err(e) => Err(e.upstream_failure(ctx.config.upstream_timeout).into()),
     }
 }
 
@@ -560,9 +560,11 @@ async fn read_final_response(
             Err(e @ (HeadError::Closed | HeadError::Io(_)))
                 if relayed == 0 && from_upstream.is_empty() =>
             {
-                return Err(Failure::Retryable(upstream_head_failure(e, ctx)));
+                return Err(Failure::Retryable(
+                    e.upstream_failure(ctx.config.upstream_timeout),
+                ));
             }
-            Err(e) => return Err(upstream_head_failure(e, ctx).into()),
+            Err(e) => return Err(e.upstream_failure(ctx.config.upstream_timeout).into()),
         };
         from_upstream.drain(..len);
         if !resp.is_interim() {
@@ -574,23 +576,6 @@ async fn read_final_response(
         "the upstream sent more than {MAX_INTERIM_RESPONSES} interim responses"
     ))
     .into())
-}
-
-/// The status an upstream that failed to send a response head earns.
-fn upstream_head_failure(e: HeadError, ctx: &Context) -> ProxyError {
-    match e {
-        HeadError::IdleTimeout | HeadError::PartialTimeout => ProxyError::GatewayTimeout(format!(
-            "the upstream did not answer within {}s",
-            ctx.config.upstream_timeout.as_secs()
-        )),
-        HeadError::Invalid(err) => err,
-        HeadError::Closed | HeadError::ClosedMidHead => ProxyError::BadGateway(
-            "the upstream closed the connection without a complete response".into(),
-        ),
-        HeadError::Io(e) => {
-            ProxyError::BadGateway(format!("reading the upstream's response failed: {e}"))
-        }
-    }
 }
 
 /// Sends the response head and streams its body to the client.
@@ -759,16 +744,7 @@ fn log_exchange(
         body_bytes: bytes,
         duration: started.elapsed(),
     };
-    // Access lines go to stdout; a closed stdout must not stop the proxy.
-    // This is a blocking write on a worker thread: one short line, under
-    // std's stdout lock, which keeps lines from different tasks whole. (A
-    // reader that stops draining the pipe would stall the workers; an
-    // access log that must survive that goes through a bounded channel to
-    // a writer thread.)
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{record}");
-    let _ = out.flush();
+    proxy_core::process::write_access_line(&record);
 }
 
 #[cfg(test)]

@@ -39,22 +39,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// Size of each read while looking for a head (and while lingering).
 const HEAD_CHUNK: usize = 8 * 1024;
 
-/// Why reading a head stopped without one.
-#[derive(Debug)]
-pub enum HeadError {
-    /// The peer closed (or reset) before sending anything: not an error.
-    Closed,
-    /// Time ran out with nothing received (idle connection).
-    IdleTimeout,
-    /// Time ran out in the middle of a head.
-    PartialTimeout,
-    /// The peer closed after sending part of a head.
-    ClosedMidHead,
-    /// The bytes are not a valid head.
-    Invalid(ProxyError),
-    /// Any other I/O error.
-    Io(io::Error),
-}
+pub use proxy_core::wait::HeadError;
 
 /// True for the error an expired timeout produces (see [`timed_out`]).
 pub fn is_timeout(e: &io::Error) -> bool {

@@ -24,7 +24,8 @@
 //! | [`error`] | one error enum, each variant mapped to a status |
 //! | [`access_log`] | one Common Log Format line per exchange |
 //! | [`pool`] | the idle upstream connection pool's policy (phases 2-4) |
-//! | [`process`] | logging setup and the `listening on` line every binary prints |
+//! | [`process`] | logging setup, the `listening on` line, access-log lines |
+//! | [`wait`] | why waiting for a head ended, and what that means for the client |
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -42,6 +43,7 @@ pub mod request;
 pub mod response;
 pub mod rewrite;
 pub mod target;
+pub mod wait;
 
 pub use config::{Config, Mode, Phase};
 pub use error::ProxyError;

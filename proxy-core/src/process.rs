@@ -24,3 +24,14 @@ pub fn announce(addr: SocketAddr) -> io::Result<()> {
     writeln!(stdout, "listening on {addr}")?;
     stdout.flush()
 }
+
+/// Writes one access-log line to stdout (`--access-log`). A closed or broken
+/// stdout must not stop the proxy, so errors are ignored. It is a blocking
+/// write under std's stdout lock (which keeps lines from different threads
+/// whole): a reader that stops draining the pipe stalls the caller, which is
+/// why phase 3's chapter discusses a bounded writer thread.
+pub fn write_access_line(record: &crate::access_log::AccessRecord) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{record}");
+    let _ = out.flush();
+}
