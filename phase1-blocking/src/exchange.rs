@@ -279,10 +279,11 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
             status,
             body_bytes,
             reason,
+            reset,
         }) => {
-            tracing::debug!(%reason, "exchange aborted");
+            tracing::debug!(%reason, reset, "exchange aborted");
             log(conn, status, body_bytes);
-            After::Reset
+            if reset { After::Reset } else { After::Close }
         }
     }
 }
@@ -307,6 +308,14 @@ enum Failure {
         status: u16,
         body_bytes: u64,
         reason: String,
+        /// Close with a reset rather than a FIN: needed when the client
+        /// could not otherwise tell that the body is incomplete (a body that
+        /// ends when the connection closes, or a de-chunked one for an
+        /// HTTP/1.0 client). When its framing already shows the cut (fewer
+        /// bytes than Content-Length said, or no last chunk), a FIN is
+        /// better: the client keeps every byte sent so far, where a reset
+        /// would discard what is still in flight, sometimes the whole head.
+        reset: bool,
     },
 }
 
@@ -507,6 +516,7 @@ fn send_interim(
     }
     if let Some(bytes) = rewrite::interim_response(req, resp) {
         conn.stream.write_all(&bytes).map_err(|e| Failure::Abort {
+            reset: true,
             status: resp.status,
             body_bytes: 0,
             reason: format!("client write failed: {e}"),
@@ -567,6 +577,7 @@ fn send_request_body(
 
 fn abort(status: u16, reason: &str) -> Failure {
     Failure::Abort {
+        reset: true,
         status,
         body_bytes: 0,
         reason: reason.to_string(),
@@ -621,6 +632,7 @@ fn relay_response(
     conn.stream
         .write_all(&plan.head)
         .map_err(|e| Failure::Abort {
+            reset: true,
             status,
             body_bytes: 0,
             reason: format!("client write failed: {e}"),
@@ -647,6 +659,7 @@ fn relay_response(
         Err(e) => Err(Failure::Abort {
             status,
             body_bytes: framer.data_seen(),
+            reset: !framing_shows_a_cut(&plan) || matches!(e, RelayError::Write(_)),
             reason: match e {
                 RelayError::Read(e) if relay::is_timeout(&e) => "upstream stalled mid-body".into(),
                 RelayError::Read(e) => format!("upstream read failed mid-body: {e}"),
@@ -656,6 +669,16 @@ fn relay_response(
                 RelayError::Write(e) => format!("client went away mid-body: {e}"),
             },
         }),
+    }
+}
+
+/// Whether the client can tell a cut-short body from its framing alone: a
+/// Content-Length it did not reach, or a chunked body without its last chunk.
+fn framing_shows_a_cut(plan: &rewrite::ResponsePlan) -> bool {
+    match plan.client_body {
+        BodyRelay::Rechunk => true,
+        BodyRelay::Verbatim => matches!(plan.upstream_body, BodyKind::Length(_)),
+        BodyRelay::None | BodyRelay::Dechunk => false,
     }
 }
 

@@ -245,10 +245,11 @@ async fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> Af
             status,
             body_bytes,
             reason,
+            reset,
         }) => {
-            tracing::debug!(%reason, "exchange aborted");
+            tracing::debug!(%reason, reset, "exchange aborted");
             log(conn, status, body_bytes);
-            After::Reset
+            if reset { After::Reset } else { After::Close }
         }
     }
 }
@@ -281,6 +282,14 @@ enum Failure {
         status: u16,
         body_bytes: u64,
         reason: String,
+        /// Close with a reset rather than a FIN: needed when the client
+        /// could not otherwise tell that the body is incomplete (a body that
+        /// ends when the connection closes, or a de-chunked one for an
+        /// HTTP/1.0 client). When its framing already shows the cut (fewer
+        /// bytes than Content-Length said, or no last chunk), a FIN is
+        /// better: the client keeps every byte sent so far, where a reset
+        /// would discard what is still in flight, sometimes the whole head.
+        reset: bool,
     },
 }
 
@@ -466,6 +475,7 @@ async fn send_interim(
         relay::write_all_within(&mut conn.stream, &bytes, ctx.config.idle_timeout)
             .await
             .map_err(|e| Failure::Abort {
+                reset: true,
                 status: resp.status,
                 body_bytes: 0,
                 reason: format!("client write failed: {e}"),
@@ -529,6 +539,7 @@ async fn send_request_body(
 
 fn abort(status: u16, reason: &str) -> Failure {
     Failure::Abort {
+        reset: true,
         status,
         body_bytes: 0,
         reason: reason.to_string(),
@@ -596,6 +607,7 @@ async fn relay_response(
     relay::write_all_within(&mut conn.stream, &plan.head, ctx.config.idle_timeout)
         .await
         .map_err(|e| Failure::Abort {
+            reset: true,
             status,
             body_bytes: 0,
             reason: format!("client write failed: {e}"),
@@ -626,6 +638,7 @@ async fn relay_response(
         Err(e) => Err(Failure::Abort {
             status,
             body_bytes: framer.data_seen(),
+            reset: !framing_shows_a_cut(&plan) || matches!(e, RelayError::Write(_)),
             reason: match e {
                 RelayError::Read(e) if relay::is_timeout(&e) => "upstream stalled mid-body".into(),
                 RelayError::Read(e) => format!("upstream read failed mid-body: {e}"),
@@ -652,6 +665,7 @@ async fn open_tunnel(
     // Never from the pool: a tunnel's connection is not HTTP afterwards.
     let mut upstream = upstream::connect(authority, config.connect_timeout).await?;
     let cut = |what: &str, e: io::Error| Failure::Abort {
+        reset: true,
         status: 200,
         body_bytes: 0,
         reason: format!("tunnel to {authority}: {what}: {e}"),
@@ -688,6 +702,16 @@ async fn open_tunnel(
             })
         }
         Err(e) => Err(cut("relay failed", e)),
+    }
+}
+
+/// Whether the client can tell a cut-short body from its framing alone: a
+/// Content-Length it did not reach, or a chunked body without its last chunk.
+fn framing_shows_a_cut(plan: &rewrite::ResponsePlan) -> bool {
+    match plan.client_body {
+        BodyRelay::Rechunk => true,
+        BodyRelay::Verbatim => matches!(plan.upstream_body, BodyKind::Length(_)),
+        BodyRelay::None | BodyRelay::Dechunk => false,
     }
 }
 
