@@ -1,22 +1,31 @@
-//! The command line, and turning it into a [`SuiteConfig`].
+//! The command line, and turning it into a [`SuiteConfig`] (the benchmark
+//! suite, the default) or a [`SoakConfig`] (`bench-harness soak ...`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::peers::Peer;
 use crate::phases::{self, PHASES};
 use crate::results::{Settings, Skip};
 use crate::scenario::{Scenario, SuiteOptions, parse_size};
+use crate::soak::{SoakConfig, UPSTREAM_TIMEOUT_S};
 use crate::suite::{Subject, SuiteConfig, ToolChoice};
 
 /// Loads every phase of proxy-ladder (and nginx / HAProxy when installed)
 /// with the same scenarios and writes a report to `bench-reports/<UTC time>/`.
 #[derive(Debug, Parser)]
-#[command(name = "bench-harness", version)]
+#[command(
+    name = "bench-harness",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The short suite for CI: every scenario, smaller and shorter (well under a minute)
     #[arg(long)]
     pub quick: bool,
@@ -81,6 +90,125 @@ pub struct Cli {
     /// Redraw a report from a results.json (into --out, or next to the file) and exit
     #[arg(long, value_name = "FILE")]
     pub report_from: Option<PathBuf>,
+}
+
+/// What to run instead of the benchmark suite.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mixed traffic with faults and upstream restarts, for minutes per phase
+    ///
+    /// Each phase in turn, as a forward proxy in front of the origin: keep-alive
+    /// GETs, HEAD, uploads and tunnels mixed with vanishing clients, malformed
+    /// requests and upstream faults, while the origin is killed and restarted
+    /// on the same port every ~30 s. Every outcome is classified as expected,
+    /// tolerated (overlapping a restart) or unexpected; the proxy's descriptors,
+    /// RSS and threads are sampled. Report: bench-reports/<UTC time>-soak/.
+    Soak(SoakArgs),
+}
+
+/// The soak's flags.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Minutes of load per phase [default: 10]
+    #[arg(long, value_name = "N", conflicts_with = "seconds")]
+    pub minutes: Option<f64>,
+
+    /// Seconds of load per phase, for short runs (tests, trying it out)
+    #[arg(long, value_name = "N")]
+    pub seconds: Option<f64>,
+
+    /// Phases to soak, one after the other, by name, prefix or number
+    /// (`2,4,3`: in that order) [default: all, in ladder order]
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub phases: Option<Vec<String>>,
+
+    /// Concurrent clients
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub clients: usize,
+
+    /// Seconds between upstream restarts (each one ±20 %)
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub restart_every: f64,
+
+    /// Seconds between samples of the proxy's descriptors, RSS and threads
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub sample_every: f64,
+
+    /// The proxy's `--upstream-timeout` (the silent-upstream fault waits this long for its 504)
+    #[arg(long, default_value_t = UPSTREAM_TIMEOUT_S, value_name = "SECONDS")]
+    pub upstream_timeout: u64,
+
+    /// Seed of the traffic's random choices [default: from the clock]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Worker threads of the origin (its own process)
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub origin_workers: u32,
+
+    /// Where report directories go [default: bench-reports/ in the workspace]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl SoakArgs {
+    /// The soak this command line asks for. `command`: the command line itself.
+    pub fn soak(&self, command: String) -> anyhow::Result<SoakConfig> {
+        let seconds = match (self.minutes, self.seconds) {
+            (_, Some(s)) => s,
+            (Some(m), None) => m * 60.0,
+            (None, None) => 600.0,
+        };
+        if !(seconds.is_finite() && (1.0..=7.0 * 24.0 * 3600.0).contains(&seconds)) {
+            bail!("the load per phase must be between 1 second and a week");
+        }
+        if self.clients == 0 || self.clients > 10_000 {
+            bail!("--clients must be between 1 and 10000");
+        }
+        for (name, value) in [
+            ("--restart-every", self.restart_every),
+            ("--sample-every", self.sample_every),
+        ] {
+            if !(value.is_finite() && value >= 0.5) {
+                bail!("{name} must be at least 0.5 seconds");
+            }
+        }
+        if self.upstream_timeout == 0 {
+            bail!("--upstream-timeout must be at least 1 second");
+        }
+        let phases = match &self.phases {
+            None => PHASES.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    phases::find(name).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "no phase called `{name}`; known: {}",
+                            PHASES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+        Ok(SoakConfig {
+            phases,
+            duration: Duration::from_secs_f64(seconds),
+            clients: self.clients,
+            restart_every: Duration::from_secs_f64(self.restart_every),
+            sample_every: Duration::from_secs_f64(self.sample_every),
+            upstream_timeout_s: self.upstream_timeout,
+            seed,
+            origin_workers: self.origin_workers.max(1),
+            out: self.out.clone().unwrap_or_else(default_out_dir),
+            command,
+        })
+    }
 }
 
 /// `bench-reports/` at the workspace root when run from the workspace (the
@@ -255,6 +383,62 @@ mod tests {
             .suite(String::new())
             .unwrap_err();
         assert!(err.to_string().contains("nginx"), "{err}");
+    }
+
+    #[test]
+    fn soak_flags_give_the_soak_its_phases_in_order_and_its_duration() {
+        let cli = parse(&[
+            "soak",
+            "--minutes",
+            "2",
+            "--phases",
+            "2,4,3",
+            "--clients",
+            "8",
+        ]);
+        let Some(Command::Soak(args)) = &cli.command else {
+            panic!("{cli:?}")
+        };
+        let soak = args.soak("test".into()).unwrap();
+        let names: Vec<_> = soak.phases.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["phase2-threadpool", "phase4-async", "phase3-epoll"]);
+        assert_eq!(soak.duration, Duration::from_secs(120));
+        assert_eq!(soak.clients, 8);
+        assert_eq!(soak.restart_every, Duration::from_secs(30));
+
+        let cli = parse(&["soak", "--seconds", "10"]);
+        let Some(Command::Soak(args)) = &cli.command else {
+            panic!("{cli:?}")
+        };
+        let soak = args.soak(String::new()).unwrap();
+        assert_eq!(soak.duration, Duration::from_secs(10));
+        assert_eq!(soak.phases.len(), PHASES.len());
+    }
+
+    #[test]
+    fn soak_rejects_bad_values_and_suite_flags() {
+        let soak = |args: &[&str]| {
+            let cli = parse(
+                &std::iter::once("soak")
+                    .chain(args.iter().copied())
+                    .collect::<Vec<_>>(),
+            );
+            match cli.command {
+                Some(Command::Soak(a)) => a.soak(String::new()),
+                None => panic!("not a soak"),
+            }
+        };
+        assert!(soak(&["--clients", "0"]).is_err());
+        assert!(soak(&["--seconds", "0"]).is_err());
+        assert!(soak(&["--phases", "9"]).is_err());
+        assert!(soak(&["--restart-every", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["bench-harness", "soak", "--minutes", "1", "--seconds", "5"])
+                .is_err()
+        );
+        // The suite's flags belong to the suite.
+        assert!(Cli::try_parse_from(["bench-harness", "--quick", "soak"]).is_err());
+        assert!(Cli::try_parse_from(["bench-harness", "soak", "--quick"]).is_err());
     }
 
     #[test]

@@ -22,6 +22,11 @@
 //! `results.json` ([`results`], versioned), `results.csv` and SVG charts,
 //! and points `bench-reports/latest` at it.
 //!
+//! `bench-harness soak --minutes N` ([`soak`]) asks another question: not
+//! how fast, but whether each phase stays correct and bounded for minutes
+//! of mixed traffic with faults injected (vanishing clients, malformed
+//! requests, upstream faults, the origin killed and restarted every 30 s).
+//!
 //! | module | what it does |
 //! |---|---|
 //! | [`cli`] | the command line |
@@ -35,6 +40,7 @@
 //! | [`measure`] | CPU, RSS and threads from `/proc` |
 //! | [`results`] | `results.json` and `results.csv` |
 //! | [`report`] | `report.md` and the charts |
+//! | [`soak`] | the soak: mixed traffic, faults, restarts, fd and RSS over time |
 
 pub mod cli;
 pub mod clock;
@@ -47,6 +53,7 @@ pub mod report;
 pub mod results;
 pub mod scenario;
 pub mod serve;
+pub mod soak;
 pub mod suite;
 pub mod tools;
 
@@ -54,7 +61,7 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-/// The whole program: `serve` mode for the children, or a suite run.
+/// The whole program: `serve` mode for the children, a soak, or a suite run.
 pub fn main_from<I, T>(args: I) -> anyhow::Result<()>
 where
     I: IntoIterator<Item = T>,
@@ -75,6 +82,11 @@ where
         suite::shell_words(&command)
     );
     let cli = cli::Cli::parse_from(args);
+    if let Some(cli::Command::Soak(soak)) = &cli.command {
+        let config = soak.soak(command)?;
+        soak::run(&config)?;
+        return Ok(());
+    }
     if let Some(results_file) = &cli.report_from {
         let results = report::read_results(results_file)?;
         let dir = match &cli.out {

@@ -137,6 +137,16 @@ impl ChildProcess {
         self.stop_now();
     }
 
+    /// SIGKILL at once, no grace (the soak's upstream restarts: a crash,
+    /// not a shutdown); reaps the process.
+    pub fn kill(mut self) {
+        self.stopped = true;
+        let pid = self.pid();
+        signal(pid, self.group, Signal::SIGKILL);
+        let _ = self.child.wait();
+        unregister(pid);
+    }
+
     fn stop_now(&mut self) {
         if self.stopped {
             return;
@@ -169,10 +179,34 @@ impl Drop for ChildProcess {
 }
 
 /// Starts `bench-harness serve NAME -- ARGS...` and waits for its
-/// `listening on IP:PORT` line. stderr goes to `log`.
+/// `listening on IP:PORT` line. stderr goes to `log` (truncated first).
 pub fn spawn_serve(name: &str, args: &[String], log: &Path) -> anyhow::Result<ChildProcess> {
-    let exe = std::env::current_exe().context("cannot find the harness's own executable")?;
     let stderr = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    spawn_serve_logging_to(name, args, log, stderr)
+}
+
+/// [`spawn_serve`], but stderr is appended to `log`: a process started
+/// again and again (the soak's origin) keeps one log of all its lives.
+pub fn spawn_serve_appending(
+    name: &str,
+    args: &[String],
+    log: &Path,
+) -> anyhow::Result<ChildProcess> {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    spawn_serve_logging_to(name, args, log, stderr)
+}
+
+fn spawn_serve_logging_to(
+    name: &str,
+    args: &[String],
+    log: &Path,
+    stderr: File,
+) -> anyhow::Result<ChildProcess> {
+    let exe = std::env::current_exe().context("cannot find the harness's own executable")?;
     let mut command = Command::new(&exe);
     command
         .arg("serve")
