@@ -11,7 +11,8 @@ use crate::peers::Peer;
 use crate::phases::{self, PHASES};
 use crate::results::{Settings, Skip};
 use crate::scenario::{Scenario, SuiteOptions, parse_size};
-use crate::soak::{SoakConfig, UPSTREAM_TIMEOUT_S};
+use crate::soak::classify::Kind;
+use crate::soak::{DEFAULT_MIX, SoakConfig, UPSTREAM_TIMEOUT_S};
 use crate::suite::{Subject, SuiteConfig, ToolChoice};
 
 /// Loads every phase of proxy-ladder (and nginx / HAProxy when installed)
@@ -126,6 +127,11 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub clients: usize,
 
+    /// Only these kinds of exchange, e.g. `tunnel` or `get-small,upload-length`
+    /// (to find which traffic makes a number grow) [default: the whole mix]
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub kinds: Option<Vec<String>>,
+
     /// Seconds between upstream restarts (each one ±20 %)
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub restart_every: f64,
@@ -190,6 +196,25 @@ impl SoakArgs {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?,
         };
+        let mix = match &self.kinds {
+            None => DEFAULT_MIX.to_vec(),
+            Some(names) => {
+                let mut wanted = Vec::new();
+                for name in names {
+                    match Kind::from_name(name) {
+                        Some(kind) => wanted.push(kind),
+                        None => bail!(
+                            "no kind of exchange called `{name}`; known: {}",
+                            Kind::ALL.map(Kind::name).join(", ")
+                        ),
+                    }
+                }
+                DEFAULT_MIX
+                    .into_iter()
+                    .filter(|(kind, _)| wanted.contains(kind))
+                    .collect()
+            }
+        };
         let seed = self.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -198,6 +223,7 @@ impl SoakArgs {
         });
         Ok(SoakConfig {
             phases,
+            mix,
             duration: Duration::from_secs_f64(seconds),
             clients: self.clients,
             restart_every: Duration::from_secs_f64(self.restart_every),
@@ -432,6 +458,10 @@ mod tests {
         assert!(soak(&["--seconds", "0"]).is_err());
         assert!(soak(&["--phases", "9"]).is_err());
         assert!(soak(&["--restart-every", "0"]).is_err());
+        let err = soak(&["--kinds", "get-small,teleport"]).unwrap_err();
+        assert!(err.to_string().contains("upload-chunked"), "{err}");
+        let only = soak(&["--kinds", "tunnel,get-small"]).unwrap();
+        assert_eq!(only.mix, [(Kind::GetSmall, 22), (Kind::Tunnel, 5)]);
         assert!(
             Cli::try_parse_from(["bench-harness", "soak", "--minutes", "1", "--seconds", "5"])
                 .is_err()

@@ -85,6 +85,11 @@ impl Kind {
         Kind::UpstreamSilent,
     ];
 
+    /// The kind called `name` (as in the report and `--kinds`).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::GetSmall => "get-small",

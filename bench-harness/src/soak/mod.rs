@@ -79,8 +79,9 @@ pub const UPSTREAM_TIMEOUT_S: u64 = 2;
 /// (all of them are counted).
 const MAX_EXAMPLES: usize = 25;
 
-/// Weights of the kinds in the mix (out of 100).
-const MIX: [(Kind, u64); 15] = [
+/// Weights of the kinds in the default mix (out of 100). `--kinds` keeps
+/// some of them, with these weights relative to each other.
+pub const DEFAULT_MIX: [(Kind, u64); 15] = [
     (Kind::GetSmall, 22),
     (Kind::GetLarge, 4),
     (Kind::GetChunked, 9),
@@ -102,6 +103,8 @@ const MIX: [(Kind, u64); 15] = [
 #[derive(Debug, Clone)]
 pub struct SoakConfig {
     pub phases: Vec<&'static Phase>,
+    /// Kinds of exchange and their weights.
+    pub mix: Vec<(Kind, u64)>,
     /// Load per phase.
     pub duration: Duration,
     pub clients: usize,
@@ -180,7 +183,8 @@ fn results(
             exchange_deadline_s: EXCHANGE_DEADLINE.as_secs_f64(),
             quiet_s: QUIET.as_secs_f64(),
             seed: config.seed,
-            mix: MIX
+            mix: config
+                .mix
                 .iter()
                 .map(|(kind, weight)| (kind.name().to_string(), *weight))
                 .collect(),
@@ -315,6 +319,7 @@ struct Shared {
     start: Instant,
     stop: AtomicBool,
     env: Env,
+    mix: Vec<(Kind, u64)>,
     restarts: Mutex<Vec<Restart>>,
     tally: Mutex<Tally>,
     /// When the last `/fault/silent` started.
@@ -351,10 +356,10 @@ impl Shared {
     /// Picks the next kind: by weight, but `/fault/silent` at most once per
     /// [`SILENT_EVERY`] (a plain GET instead).
     fn pick(&self, rng: &mut Rng) -> Kind {
-        let total: u64 = MIX.iter().map(|(_, w)| w).sum();
+        let total: u64 = self.mix.iter().map(|(_, w)| w).sum();
         let mut draw = rng.below(total);
         let mut kind = Kind::GetSmall;
-        for (k, weight) in MIX {
+        for &(k, weight) in &self.mix {
             if draw < weight {
                 kind = k;
                 break;
@@ -534,6 +539,7 @@ fn soak_phase(
             origin: origin_addr,
             connect: phase.connect,
         },
+        mix: config.mix.clone(),
         restarts: Mutex::new(Vec::new()),
         tally: Mutex::new(Tally::default()),
         last_silent: Mutex::new(None),

@@ -462,6 +462,14 @@ fn markdown(results: &SoakResults, charts: &[&str]) -> String {
         s.seed
     );
 
+    if s.mix.len() < crate::soak::classify::Kind::ALL.len() {
+        let kinds: Vec<&str> = s.mix.iter().map(|(k, _)| k.as_str()).collect();
+        let _ = writeln!(
+            md,
+            "**Not the whole mix: only {}** (`--kinds`).\n",
+            kinds.join(", ")
+        );
+    }
     let _ = writeln!(md, "## Summary\n");
     let _ = writeln!(
         md,
