@@ -659,7 +659,7 @@ fn relay_response(
         Err(e) => Err(Failure::Abort {
             status,
             body_bytes: framer.data_seen(),
-            reset: !framing_shows_a_cut(&plan) || matches!(e, RelayError::Write(_)),
+            reset: !plan.framing_shows_a_cut() || matches!(e, RelayError::Write(_)),
             reason: match e {
                 RelayError::Read(e) if relay::is_timeout(&e) => "upstream stalled mid-body".into(),
                 RelayError::Read(e) => format!("upstream read failed mid-body: {e}"),
@@ -669,16 +669,6 @@ fn relay_response(
                 RelayError::Write(e) => format!("client went away mid-body: {e}"),
             },
         }),
-    }
-}
-
-/// Whether the client can tell a cut-short body from its framing alone: a
-/// Content-Length it did not reach, or a chunked body without its last chunk.
-fn framing_shows_a_cut(plan: &rewrite::ResponsePlan) -> bool {
-    match plan.client_body {
-        BodyRelay::Rechunk => true,
-        BodyRelay::Verbatim => matches!(plan.upstream_body, BodyKind::Length(_)),
-        BodyRelay::None | BodyRelay::Dechunk => false,
     }
 }
 

@@ -25,7 +25,9 @@
 //! instead of a FIN) comes from any state where the client may already have
 //! part of a response or has gone: `SendingRequest` (the client vanished
 //! mid-body), `ReadingResponseHead` (its socket failed, perhaps halfway
-//! through an interim response) and `RelayingResponse`.
+//! through an interim response) and `RelayingResponse` (but an upstream
+//! that fails mid-body gets a FIN when the body's framing already shows
+//! the cut: `cut_short`).
 //!
 //! (`docs/phase3-epoll.md` draws it larger, with the function for each
 //! arrow.) The behaviour is phase 1's, rule for rule: the same statuses, the
@@ -249,6 +251,10 @@ struct Relaying {
     /// (`BodyPump::finish`): done once, and counted as progress once, or
     /// `drive` would loop forever on a last chunk waiting for room.
     upstream_finished: bool,
+    /// The client can tell a cut-short body from its framing (see
+    /// `ResponsePlan::framing_shows_a_cut`): an upstream failure mid-body
+    /// then ends with a FIN rather than a reset.
+    cut_shows: bool,
 }
 
 #[derive(Debug, Default)]
@@ -1038,6 +1044,7 @@ impl<S: Socket> Connection<S> {
             keep_alive: plan.keep_alive,
             upstream_reusable: resp.upstream_keeps_alive() && !x.force_close,
             upstream_finished: false,
+            cut_shows: plan.framing_shows_a_cut(),
         };
         // Whatever of the body is already here goes out with the head, in
         // the same write.
@@ -1061,7 +1068,7 @@ impl<S: Socket> Connection<S> {
             Ok(n) => self.progress += n as u64,
             Err(e) => {
                 let reason = format!("upstream body broken: {e}");
-                return self.abort(env, x, r.status, r.pump.data_out(), &reason);
+                return self.cut_short(env, x, &r, &reason);
             }
         }
         if !r.pump.is_done() && self.from_upstream.is_empty() {
@@ -1071,14 +1078,14 @@ impl<S: Socket> Connection<S> {
             };
             if let Some(e) = failed {
                 let reason = format!("upstream read failed mid-body: {e}");
-                return self.abort(env, x, r.status, r.pump.data_out(), &reason);
+                return self.cut_short(env, x, &r, &reason);
             }
             if closed && !r.upstream_finished {
                 // The end of a close-delimited body, or a truncated one.
                 r.upstream_finished = true;
                 if let Err(e) = r.pump.finish() {
                     let reason = format!("upstream body broken: {e}");
-                    return self.abort(env, x, r.status, r.pump.data_out(), &reason);
+                    return self.cut_short(env, x, &r, &reason);
                 }
                 self.progress += 1;
                 // Adds the last chunk when re-chunking. If `to_client` has
@@ -1086,7 +1093,7 @@ impl<S: Socket> Connection<S> {
                 // adds it once the client has taken some bytes.
                 if let Err(e) = r.pump.pump(&mut self.from_upstream, &mut self.to_client) {
                     let reason = format!("upstream body broken: {e}");
-                    return self.abort(env, x, r.status, r.pump.data_out(), &reason);
+                    return self.cut_short(env, x, &r, &reason);
                 }
             }
         }
@@ -1307,12 +1314,12 @@ impl<S: Socket> Connection<S> {
                 self.answer(env, &err, Some(&x.req), x.started)
             }
             State::RelayingResponse(x, r) => {
-                let reason = if self.to_client.is_empty() {
-                    "upstream stalled mid-body"
+                if self.to_client.is_empty() {
+                    self.cut_short(env, x, &r, "upstream stalled mid-body")
                 } else {
-                    "client stopped reading mid-body"
-                };
-                self.abort(env, x, r.status, r.pump.data_out(), reason)
+                    let reason = "client stopped reading mid-body";
+                    self.abort(env, x, r.status, r.pump.data_out(), reason)
+                }
             }
             State::Tunnel(x, t) => {
                 tracing::debug!("tunnel idle past --idle-timeout");
@@ -1376,6 +1383,28 @@ impl<S: Socket> Connection<S> {
         self.upstream = None;
         self.client.last_write = env.now();
         State::Closing { reset: true }
+    }
+
+    /// The upstream failed mid-body (closed early, reset, stalled, sent a
+    /// broken chunk). When the body's framing shows the cut (a
+    /// Content-Length not reached, no last chunk), the bytes already queued
+    /// go out, then a FIN: the client keeps all of them and still knows the
+    /// body is incomplete. Otherwise only a reset can say so ([`Self::abort`]).
+    fn cut_short<E: Env<Socket = S>>(
+        &mut self,
+        env: &mut E,
+        x: Box<Exchange>,
+        r: &Relaying,
+        reason: &str,
+    ) -> State {
+        if !r.cut_shows {
+            return self.abort(env, x, r.status, r.pump.data_out(), reason);
+        }
+        tracing::debug!(%reason, "exchange cut short (its framing shows it)");
+        self.log(env, Some(&x.req), x.started, r.status, r.pump.data_out());
+        self.upstream = None;
+        self.client.last_write = env.now();
+        State::Closing { reset: false }
     }
 
     fn log<E: Env<Socket = S>>(

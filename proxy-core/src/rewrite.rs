@@ -179,6 +179,23 @@ pub struct ResponsePlan {
     pub keep_alive: bool,
 }
 
+impl ResponsePlan {
+    /// Whether the client can tell a cut-short body from its framing alone:
+    /// a Content-Length it did not reach, or a chunked body without its last
+    /// chunk. Then a proxy whose upstream fails mid-body should end the
+    /// connection with a FIN: the client keeps every byte sent so far, where
+    /// a reset would throw away what is still in flight (sometimes the whole
+    /// head). Otherwise (a close-delimited body, a de-chunked one for an
+    /// HTTP/1.0 client) only a reset says "incomplete".
+    pub fn framing_shows_a_cut(&self) -> bool {
+        match self.client_body {
+            BodyRelay::Rechunk => true,
+            BodyRelay::Verbatim => matches!(self.upstream_body, BodyKind::Length(_)),
+            BodyRelay::None | BodyRelay::Dechunk => false,
+        }
+    }
+}
+
 /// Plans the response to `req`.
 ///
 /// `keep_alive_allowed`: whether this phase does keep-alive at all (phase 1

@@ -394,7 +394,7 @@ fn a_post_on_a_stale_pooled_connection_is_not_retried() {
 }
 
 #[test]
-fn a_truncated_response_body_resets_the_client() {
+fn a_truncated_content_length_body_ends_with_a_fin_after_every_byte() {
     let mut env = FakeEnv::new();
     let (mut conn, client) = accept(&env);
     let upstream = request_reaches_upstream(&mut conn, &mut env, &client);
@@ -402,22 +402,48 @@ fn a_truncated_response_body_resets_the_client() {
     upstream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
     upstream.wire().eof = true;
     event(&mut conn, &mut env, Peer::Upstream);
-    assert!(env.checked_in.is_empty());
+    assert!(env.checked_in.is_empty(), "a broken upstream is not pooled");
     // The head, 3 of 10 bytes and the upstream's FIN came in one event: the
-    // bytes that did arrive are delivered first, and only then the reset.
+    // bytes that did arrive are delivered first, and only then the FIN.
     assert!(
-        !conn.is_closed(),
-        "the bytes before the truncation go out first"
+        !client.wire().fin_sent,
+        "the bytes before the cut go out first"
     );
-    assert!(!client.wire().reset_on_close);
     client.wire().room = None;
+    event(&mut conn, &mut env, Peer::Client);
+    let received = client.written_text();
+    assert!(received.ends_with("\r\n\r\nabc"), "{received:?}");
+    assert!(
+        client.wire().fin_sent,
+        "3 of 10 announced bytes show the cut: a FIN keeps them all"
+    );
+    assert!(
+        !client.wire().reset_on_close,
+        "a reset could throw away bytes still in flight, even the head"
+    );
+}
+
+#[test]
+fn a_truncated_body_to_an_http10_client_ends_in_a_reset() {
+    let mut env = FakeEnv::new();
+    let (mut conn, client) = accept(&env);
+    client.send(b"GET /x HTTP/1.0\r\nHost: a\r\n\r\n");
+    event(&mut conn, &mut env, Peer::Client);
+    let upstream = env.upstream(env.connects.len() - 1);
+    upstream.wire().connected = true;
+    event(&mut conn, &mut env, Peer::Upstream);
+    // Chunked from the upstream, de-chunked into a close-delimited body for
+    // the HTTP/1.0 client: the last chunk never comes.
+    upstream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+    upstream.wire().eof = true;
+    event(&mut conn, &mut env, Peer::Upstream);
     event(&mut conn, &mut env, Peer::Client);
     let received = client.written_text();
     assert!(received.ends_with("\r\n\r\nabc"), "{received:?}");
     assert!(conn.is_closed());
     assert!(
         client.wire().reset_on_close,
-        "a clean close would make 3 of 10 bytes look complete"
+        "a clean close would make the 3 bytes look like the whole body"
     );
     assert!(!client.wire().fin_sent, "a reset, not a FIN");
 }

@@ -87,6 +87,19 @@ pub(crate) fn check_truncated(c: &mut Client, r: &Response, full_len: usize) {
     c.expect_close();
 }
 
+/// For an HTTP/1.1 client whose response framing shows the cut (a
+/// Content-Length not reached, no last chunk): every byte the upstream did
+/// send arrives, then a clean close. A reset would be wrong here: it throws
+/// away whatever is still in flight, sometimes the head itself.
+fn check_cut_keeps_every_byte(c: &mut Client, r: &Response, sent: usize) {
+    c.check_eq(r.status, 200, "status of the truncated response");
+    c.check_bytes(&r.body, &pattern(sent), "the body bytes the upstream sent");
+    c.check(
+        !c.closed_by_reset(),
+        "the cut must end with a FIN, not a reset, when the framing already shows it",
+    );
+}
+
 /// /fault/truncate/100000 announces 100000 bytes, sends half and closes.
 pub fn truncated_upstream_body_never_looks_complete(suite: &Suite) {
     let origin = suite.origin();
@@ -95,6 +108,7 @@ pub fn truncated_upstream_body_never_looks_complete(suite: &Suite) {
     c.send(&get("/fault/truncate/100000"));
     let r = c.read_possibly_truncated_response();
     check_truncated(&mut c, &r, 100_000);
+    check_cut_keeps_every_byte(&mut c, &r, 50_000);
 }
 
 /// /fault/truncate-chunked/100000 sends one 50000-byte chunk and closes
@@ -106,6 +120,7 @@ pub fn truncated_chunked_upstream_body_has_no_last_chunk(suite: &Suite) {
     c.send(&get("/fault/truncate-chunked/100000"));
     let r = c.read_possibly_truncated_response();
     check_truncated(&mut c, &r, 100_000);
+    check_cut_keeps_every_byte(&mut c, &r, 50_000);
 }
 
 /// /fault/interim-flood sends `100 Continue` every 200 ms and never a final
