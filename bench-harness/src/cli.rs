@@ -152,6 +152,11 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub origin_workers: u32,
 
+    /// One more argument for every proxy soaked, after the soak's own
+    /// (repeat it: `--proxy-arg=--workers --proxy-arg=16`)
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub proxy_arg: Vec<String>,
+
     /// Where report directories go [default: bench-reports/ in the workspace]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -231,6 +236,7 @@ impl SoakArgs {
             upstream_timeout_s: self.upstream_timeout,
             seed,
             origin_workers: self.origin_workers.max(1),
+            proxy_args: self.proxy_arg.clone(),
             out: self.out.clone().unwrap_or_else(default_out_dir),
             command,
         })
@@ -458,6 +464,8 @@ mod tests {
         assert!(soak(&["--seconds", "0"]).is_err());
         assert!(soak(&["--phases", "9"]).is_err());
         assert!(soak(&["--restart-every", "0"]).is_err());
+        let extra = soak(&["--proxy-arg=--workers", "--proxy-arg", "16"]).unwrap();
+        assert_eq!(extra.proxy_args, ["--workers", "16"]);
         let err = soak(&["--kinds", "get-small,teleport"]).unwrap_err();
         assert!(err.to_string().contains("upload-chunked"), "{err}");
         let only = soak(&["--kinds", "tunnel,get-small"]).unwrap();

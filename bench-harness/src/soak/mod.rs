@@ -113,6 +113,8 @@ pub struct SoakConfig {
     pub upstream_timeout_s: u64,
     pub seed: u64,
     pub origin_workers: u32,
+    /// Extra arguments for every proxy (after the soak's own).
+    pub proxy_args: Vec<String>,
     /// The report goes to `out/<UTC time>-soak/`.
     pub out: PathBuf,
     /// The command line, for the report.
@@ -512,6 +514,7 @@ fn soak_phase(
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(config.proxy_args.iter().cloned())
     .collect();
     let proxy_log = logs.join(format!("{}.log", phase.name));
     let mut proxy = process::spawn_serve(phase.name, &proxy_args, &proxy_log)?;
