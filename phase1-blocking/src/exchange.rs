@@ -355,10 +355,7 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
         // and the method is idempotent, sending it again on a fresh
         // connection is safe (RFC 9112 §9.3.1).
         Err(Failure::Answer(ProxyError::BadGateway(reason)))
-            if upstream.reused
-                && req.is_idempotent()
-                && !has_body(req)
-                && from_upstream.is_empty() =>
+            if upstream.reused && req.may_resend() && from_upstream.is_empty() =>
         {
             tracing::debug!(%reason, "pooled upstream connection failed; retrying on a fresh one");
             upstream = UpstreamConn {
@@ -400,10 +397,6 @@ fn forward(conn: &mut ClientConn, ctx: &Context, req: &RequestHead) -> Result<Do
     Ok(done)
 }
 
-fn has_body(req: &RequestHead) -> bool {
-    !matches!(req.body, BodyKind::None | BodyKind::Length(0))
-}
-
 /// Sends the request (head, body) and reads the final response head.
 /// Returns the head and whether the whole request body was sent.
 fn send_request(
@@ -426,7 +419,7 @@ fn send_request(
         .map_err(|e| io_err("cannot send the request to", e))?;
 
     let mut early_response = None;
-    if req.expect_continue && has_body(req) && conn.pending.is_empty() {
+    if req.expect_continue && req.has_body() && conn.pending.is_empty() {
         early_response = await_continue(conn, ctx, req, upstream, from_upstream)?;
     }
     // If the body was not read to its end (the upstream answered before it
@@ -683,19 +676,14 @@ fn answer_error(
 ) {
     let is_head = req.is_some_and(|r| r.is_head());
     tracing::debug!(status = err.status(), error = %err, "answering with an error");
-    let bytes = answers::error_answer(err, is_head);
+    let answer = answers::error_answer(err, is_head);
     conn.stream
         .set_write_timeout(Some(ctx.config.idle_timeout))
         .ok();
-    if let Err(e) = conn.stream.write_all(&bytes) {
+    if let Err(e) = conn.stream.write_all(&answer.bytes) {
         tracing::debug!(error = %e, "client gone before the answer");
     }
     let line = req.map_or_else(|| "-".to_string(), |r| r.request_line());
-    let body_len = if is_head {
-        0
-    } else {
-        err.to_string().len() as u64 + 1
-    };
     log_exchange(
         ctx,
         conn.ip,
@@ -703,7 +691,7 @@ fn answer_error(
         started,
         &line,
         err.status(),
-        body_len,
+        answer.body_len,
     );
 }
 

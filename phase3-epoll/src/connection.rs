@@ -758,10 +758,9 @@ impl<S: Socket> Connection<S> {
         up.last_write = now;
         let head_end = up.written + head.len() as u64;
         self.client.last_read = now;
-        let has_body = !matches!(x.req.body, BodyKind::None | BodyKind::Length(0));
         // Like phase 1: wait for the verdict only if the client is waiting
         // too (it has sent nothing of the body yet).
-        let wait = x.req.expect_continue && has_body && self.from_client.is_empty();
+        let wait = x.req.expect_continue && x.req.has_body() && self.from_client.is_empty();
         // A chunked body is re-chunked: only sizes and data go upstream,
         // never the client's chunk extensions or trailers.
         let relay = match x.req.body {
@@ -927,11 +926,7 @@ impl<S: Socket> Connection<S> {
     /// likely closed by the upstream while idle; an idempotent request
     /// without a body can safely go again, once, on a fresh connection.
     fn can_retry(&self, x: &Exchange) -> bool {
-        x.reused
-            && !x.retried
-            && x.req.is_idempotent()
-            && matches!(x.req.body, BodyKind::None | BodyKind::Length(0))
-            && self.from_upstream.is_empty()
+        x.reused && !x.retried && x.req.may_resend() && self.from_upstream.is_empty()
     }
 
     fn retry<E: Env<Socket = S>>(&mut self, env: &mut E, mut x: Box<Exchange>) -> State {
@@ -1349,15 +1344,10 @@ impl<S: Socket> Connection<S> {
     ) -> State {
         let is_head = req.is_some_and(|r| r.is_head());
         tracing::debug!(status = err.status(), error = %err, "answering with an error");
-        let bytes = answers::error_answer(err, is_head);
-        let body_len = if is_head {
-            0
-        } else {
-            err.to_string().len() as u64 + 1
-        };
-        self.log(env, req, started, err.status(), body_len);
+        let answer = answers::error_answer(err, is_head);
+        self.log(env, req, started, err.status(), answer.body_len);
         self.to_client.ensure(env.buffers());
-        if !self.to_client.extend(&bytes) {
+        if !self.to_client.extend(&answer.bytes) {
             return State::Closed;
         }
         self.close_gracefully(env)

@@ -305,16 +305,10 @@ impl From<ProxyError> for Failure {
 /// Only when all of these hold: the failed connection came from the pool
 /// (a fresh connection that fails is the upstream's real answer), nothing
 /// of a response came back (so the upstream did not act on the request, or
-/// at least said nothing), the method is idempotent (RFC 9110 §9.2.2: a
-/// repeat is harmless even if the upstream did act), and the request has no
-/// body (a body already streamed from the client cannot be replayed: the
-/// proxy does not keep it).
+/// at least said nothing), and the request itself may be sent twice
+/// ([`RequestHead::may_resend`]: idempotent, no body).
 fn may_retry(req: &RequestHead, reused: bool, failure: &Failure) -> bool {
-    reused && matches!(failure, Failure::Retryable(_)) && req.is_idempotent() && !has_body(req)
-}
-
-fn has_body(req: &RequestHead) -> bool {
-    !matches!(req.body, BodyKind::None | BodyKind::Length(0))
+    reused && matches!(failure, Failure::Retryable(_)) && req.may_resend()
 }
 
 /// Routes, connects and relays one request and its response.
@@ -412,7 +406,7 @@ async fn send_request(
     }
 
     let mut early_response = None;
-    if req.expect_continue && has_body(req) && conn.pending.is_empty() {
+    if req.expect_continue && req.has_body() && conn.pending.is_empty() {
         early_response = await_continue(conn, ctx, req, upstream, from_upstream).await?;
     }
     match early_response {
@@ -716,17 +710,13 @@ async fn answer_error(
 ) {
     let is_head = req.is_some_and(|r| r.is_head());
     tracing::debug!(status = err.status(), error = %err, "answering with an error");
-    let bytes = answers::error_answer(err, is_head);
-    if let Err(e) = relay::write_all_within(&mut conn.stream, &bytes, ctx.config.idle_timeout).await
+    let answer = answers::error_answer(err, is_head);
+    if let Err(e) =
+        relay::write_all_within(&mut conn.stream, &answer.bytes, ctx.config.idle_timeout).await
     {
         tracing::debug!(error = %e, "client gone before the answer");
     }
     let line = req.map_or_else(|| "-".to_string(), |r| r.request_line());
-    let body_len = if is_head {
-        0
-    } else {
-        err.to_string().len() as u64 + 1
-    };
     log_exchange(
         ctx,
         conn.ip,
@@ -734,7 +724,7 @@ async fn answer_error(
         started,
         &line,
         err.status(),
-        body_len,
+        answer.body_len,
     );
 }
 

@@ -50,10 +50,27 @@ pub fn answer(status: u16, message: &str, with_body: bool) -> Vec<u8> {
     out
 }
 
+/// An error's answer, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    /// Head and body.
+    pub bytes: Vec<u8>,
+    /// Bytes of body in it (for the access log): none for a HEAD request.
+    pub body_len: u64,
+}
+
 /// The answer an error earns. `request_was_head`: the request was HEAD, so
 /// the answer must not carry a body.
-pub fn error_answer(err: &ProxyError, request_was_head: bool) -> Vec<u8> {
-    answer(err.status(), &err.to_string(), !request_was_head)
+pub fn error_answer(err: &ProxyError, request_was_head: bool) -> ErrorAnswer {
+    let message = err.to_string();
+    ErrorAnswer {
+        bytes: answer(err.status(), &message, !request_was_head),
+        body_len: if request_was_head {
+            0
+        } else {
+            message.len() as u64 + 1
+        },
+    }
 }
 
 /// Sent to the client once a CONNECT tunnel's upstream side is connected;
@@ -78,11 +95,12 @@ mod tests {
     #[test]
     fn error_answers_close_and_explain() {
         let a = error_answer(&ProxyError::BadRequest("missing Host header".into()), false);
-        let text = String::from_utf8(a).unwrap();
+        let text = String::from_utf8(a.bytes).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert_eq!(body, "bad request: missing Host header\n");
+        assert_eq!(a.body_len, body.len() as u64);
         assert!(
             head.contains(&format!("Content-Length: {}", body.len())),
             "{text}"
@@ -92,8 +110,9 @@ mod tests {
     #[test]
     fn answers_to_head_have_no_body() {
         let a = error_answer(&ProxyError::BadGateway("refused".into()), true);
-        assert!(a.ends_with(b"\r\n\r\n"));
-        assert!(a.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"));
+        assert!(a.bytes.ends_with(b"\r\n\r\n"));
+        assert!(a.bytes.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"));
+        assert_eq!(a.body_len, 0);
     }
 
     #[test]

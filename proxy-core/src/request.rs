@@ -78,6 +78,21 @@ impl RequestHead {
         )
     }
 
+    /// True when the request carries body bytes (not none, not `Content-Length: 0`).
+    pub fn has_body(&self) -> bool {
+        !matches!(self.body, BodyKind::None | BodyKind::Length(0))
+    }
+
+    /// Whether the request may be sent once more, on a fresh upstream
+    /// connection, when a pooled one died before a single byte of a response
+    /// came back (the upstream had closed it while it sat idle): the method is
+    /// idempotent, so a repeat is harmless even if the upstream did act
+    /// (RFC 9110 §9.2.2, RFC 9112 §9.3.1), and there is no body, which the
+    /// proxy streamed on and did not keep, so it could not replay it.
+    pub fn may_resend(&self) -> bool {
+        self.is_idempotent() && !self.has_body()
+    }
+
     /// Whether the client wants the connection kept open after this exchange:
     /// HTTP/1.1 unless it says `Connection: close`; HTTP/1.0 only with
     /// `Connection: keep-alive` (RFC 9112 §9.3).
@@ -489,5 +504,21 @@ mod tests {
         assert!(h.is_idempotent());
         let (h, _) = complete(b"POST /x HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(!h.is_idempotent());
+    }
+
+    #[test]
+    fn only_idempotent_requests_without_a_body_may_be_resent() {
+        let may_resend = |raw: &[u8]| complete(raw).0.may_resend();
+        assert!(may_resend(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(may_resend(
+            b"PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!may_resend(
+            b"PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(!may_resend(
+            b"GET /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!may_resend(b"POST /x HTTP/1.1\r\nHost: a\r\n\r\n"));
     }
 }
