@@ -24,9 +24,9 @@ use std::net::{IpAddr, Shutdown as SocketShutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use proxy_core::access_log::AccessRecord;
 use proxy_core::answers;
 use proxy_core::framing::{BodyFramer, BodyKind};
+use proxy_core::process;
 use proxy_core::rewrite::{self, BodyRelay};
 use proxy_core::target::{self, Route};
 use proxy_core::{
@@ -247,11 +247,11 @@ fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> After {
     tracing::debug!(request = %req.request_line(), "request head");
 
     let log = |conn: &ClientConn, status: u16, bytes: u64| {
-        log_exchange(
-            ctx,
+        process::log_exchange(
+            &ctx.config,
             conn.ip,
             start_time,
-            started,
+            started.elapsed(),
             &req.request_line(),
             status,
             bytes,
@@ -684,36 +684,13 @@ fn answer_error(
         tracing::debug!(error = %e, "client gone before the answer");
     }
     let line = req.map_or_else(|| "-".to_string(), |r| r.request_line());
-    log_exchange(
-        ctx,
+    process::log_exchange(
+        &ctx.config,
         conn.ip,
         start_time,
-        started,
+        started.elapsed(),
         &line,
         err.status(),
         answer.body_len,
     );
-}
-
-fn log_exchange(
-    ctx: &Context,
-    client: IpAddr,
-    start: SystemTime,
-    started: Instant,
-    line: &str,
-    status: u16,
-    bytes: u64,
-) {
-    if !ctx.config.access_log {
-        return;
-    }
-    let record = AccessRecord {
-        client,
-        start,
-        request_line: line.to_string(),
-        status,
-        body_bytes: bytes,
-        duration: started.elapsed(),
-    };
-    proxy_core::process::write_access_line(&record);
 }

@@ -40,9 +40,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use proxy_core::access_log::AccessRecord;
 use proxy_core::answers;
 use proxy_core::framing::{BodyFramer, BodyKind};
+use proxy_core::process;
 use proxy_core::request::parse_request_from;
 use proxy_core::response::parse_response_from;
 use proxy_core::rewrite::{self, BodyRelay};
@@ -213,11 +213,11 @@ async fn serve_exchange(conn: &mut ClientConn, ctx: &Context, first: bool) -> Af
     tracing::debug!(request = %req.request_line(), "request head");
 
     let log = |conn: &ClientConn, status: u16, bytes: u64| {
-        log_exchange(
-            ctx,
+        process::log_exchange(
+            &ctx.config,
             conn.ip,
             start_time,
-            started,
+            started.elapsed(),
             &req.request_line(),
             status,
             bytes,
@@ -717,38 +717,15 @@ async fn answer_error(
         tracing::debug!(error = %e, "client gone before the answer");
     }
     let line = req.map_or_else(|| "-".to_string(), |r| r.request_line());
-    log_exchange(
-        ctx,
+    process::log_exchange(
+        &ctx.config,
         conn.ip,
         start_time,
-        started,
+        started.elapsed(),
         &line,
         err.status(),
         answer.body_len,
     );
-}
-
-fn log_exchange(
-    ctx: &Context,
-    client: IpAddr,
-    start: SystemTime,
-    started: Instant,
-    line: &str,
-    status: u16,
-    bytes: u64,
-) {
-    if !ctx.config.access_log {
-        return;
-    }
-    let record = AccessRecord {
-        client,
-        start,
-        request_line: line.to_string(),
-        status,
-        body_bytes: bytes,
-        duration: started.elapsed(),
-    };
-    proxy_core::process::write_access_line(&record);
 }
 
 #[cfg(test)]

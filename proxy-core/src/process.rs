@@ -4,7 +4,8 @@
 //! streams; still no sockets, threads or runtime.)
 
 use std::io::{self, IsTerminal, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
 
 /// Diagnostics (`tracing`) to stderr at `level` (`--log-level`), coloured
 /// only when stderr is a terminal. Calling it twice keeps the first setup.
@@ -34,4 +35,29 @@ pub fn write_access_line(record: &crate::access_log::AccessRecord) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{record}");
     let _ = out.flush();
+}
+
+/// Logs one exchange when `--access-log` is on: `start` is its wall-clock
+/// start for the line, `duration` how long it took. (Phase 3 builds its
+/// record through its `Env`, whose clock tests can fake.)
+pub fn log_exchange(
+    config: &crate::Config,
+    client: IpAddr,
+    start: SystemTime,
+    duration: Duration,
+    request_line: &str,
+    status: u16,
+    body_bytes: u64,
+) {
+    if !config.access_log {
+        return;
+    }
+    write_access_line(&crate::access_log::AccessRecord {
+        client,
+        start,
+        request_line: request_line.to_string(),
+        status,
+        body_bytes,
+        duration,
+    });
 }
