@@ -10,7 +10,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::time::Instant;
 
-use proxy_core::framing::{self, BodyFramer, FramingError};
+use proxy_core::framing::{self, BodyFramer};
 use proxy_core::rewrite::BodyRelay;
 use proxy_core::{Parsed, ProxyError};
 
@@ -18,7 +18,7 @@ use proxy_core::{Parsed, ProxyError};
 /// 1 GiB body costs no more memory than a 1 KiB one.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-pub use proxy_core::wait::HeadError;
+pub use proxy_core::wait::{HeadError, RelayError};
 
 /// True for the errors a read or write timeout produces (`WouldBlock` on
 /// Unix, `TimedOut` on Windows).
@@ -50,7 +50,7 @@ pub fn read_head<T>(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(timeout_error(pending));
+            return Err(HeadError::timed_out(pending));
         }
         source.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
         match source.read(&mut chunk) {
@@ -61,34 +61,13 @@ pub fn read_head<T>(
             // plus one chunk.
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => return Err(timeout_error(pending)),
+            Err(e) if is_timeout(&e) => return Err(HeadError::timed_out(pending)),
             Err(e) if pending.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => {
                 return Err(HeadError::Closed);
             }
             Err(e) => return Err(HeadError::Io(e)),
         }
     }
-}
-
-fn timeout_error(pending: &[u8]) -> HeadError {
-    if pending.is_empty() {
-        HeadError::IdleTimeout
-    } else {
-        HeadError::PartialTimeout
-    }
-}
-
-/// Why a body relay stopped early.
-#[derive(Debug)]
-pub enum RelayError {
-    /// Reading the source failed (including a read timeout).
-    Read(io::Error),
-    /// The source closed before the body's end.
-    Truncated(FramingError),
-    /// The body's framing is invalid (a bad chunk size, a bare LF, ...).
-    Framing(FramingError),
-    /// Writing to the sink failed (the other side went away or stalled).
-    Write(io::Error),
 }
 
 /// Streams one body from `source` to `sink`.

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use proxy_core::framing::{self, BodyFramer, FramingError};
+use proxy_core::framing::{self, BodyFramer};
 use proxy_core::rewrite::BodyRelay;
 use proxy_core::{Parsed, ProxyError};
 
@@ -39,7 +39,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// Size of each read while looking for a head (and while lingering).
 const HEAD_CHUNK: usize = 8 * 1024;
 
-pub use proxy_core::wait::HeadError;
+pub use proxy_core::wait::{HeadError, RelayError};
 
 /// True for the error an expired timeout produces (see [`timed_out`]).
 pub fn is_timeout(e: &io::Error) -> bool {
@@ -119,7 +119,7 @@ pub async fn read_head<T>(
         )
         .await
         {
-            Err(_elapsed) => return Err(timeout_error(pending)),
+            Err(_elapsed) => return Err(HeadError::timed_out(pending)),
             Ok(Ok(0)) if empty => return Err(HeadError::Closed),
             Ok(Ok(0)) => return Err(HeadError::ClosedMidHead),
             Ok(Ok(_)) => {}
@@ -129,27 +129,6 @@ pub async fn read_head<T>(
             Ok(Err(e)) => return Err(HeadError::Io(e)),
         }
     }
-}
-
-fn timeout_error(pending: &[u8]) -> HeadError {
-    if pending.is_empty() {
-        HeadError::IdleTimeout
-    } else {
-        HeadError::PartialTimeout
-    }
-}
-
-/// Why a body relay stopped early.
-#[derive(Debug)]
-pub enum RelayError {
-    /// Reading the source failed (including a read timeout).
-    Read(io::Error),
-    /// The source closed before the body's end.
-    Truncated(FramingError),
-    /// The body's framing is invalid (a bad chunk size, a bare LF, ...).
-    Framing(FramingError),
-    /// Writing to the sink failed (the other side went away or stalled).
-    Write(io::Error),
 }
 
 /// How long one body relay may wait on each side. Phase 1 sets these as

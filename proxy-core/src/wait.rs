@@ -1,5 +1,5 @@
 //! Why waiting for a head ended without one, and what each reason means for
-//! the client: the vocabulary every phase uses around its own way of waiting
+//! the client (and why a body relay stopped early): the vocabulary every phase uses around its own way of waiting
 //! (a blocking read with a deadline, a future with a timeout, a timer in an
 //! event loop).
 
@@ -7,6 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::error::ProxyError;
+use crate::framing::FramingError;
 
 /// Why reading a head stopped without one.
 #[derive(Debug)]
@@ -26,6 +27,16 @@ pub enum HeadError {
 }
 
 impl HeadError {
+    /// Time ran out with `pending` received so far: an idle connection if
+    /// nothing came, else a head cut off mid-way.
+    pub fn timed_out(pending: &[u8]) -> HeadError {
+        if pending.is_empty() {
+            HeadError::IdleTimeout
+        } else {
+            HeadError::PartialTimeout
+        }
+    }
+
     /// The answer an upstream that failed to send a response head earns:
     /// silence is a 504, anything else a 502 (`upstream_timeout` goes into
     /// the message).
@@ -48,9 +59,31 @@ impl HeadError {
     }
 }
 
+/// Why a body relay stopped early.
+#[derive(Debug)]
+pub enum RelayError {
+    /// Reading the source failed (including a read timeout).
+    Read(io::Error),
+    /// The source closed before the body's end.
+    Truncated(FramingError),
+    /// The body's framing is invalid (a bad chunk size, a bare LF, ...).
+    Framing(FramingError),
+    /// Writing to the sink failed (the other side went away or stalled).
+    Write(io::Error),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_is_idle_with_nothing_and_partial_with_something() {
+        assert!(matches!(HeadError::timed_out(b""), HeadError::IdleTimeout));
+        assert!(matches!(
+            HeadError::timed_out(b"GE"),
+            HeadError::PartialTimeout
+        ));
+    }
 
     #[test]
     fn upstream_failures_are_504_when_silent_and_502_otherwise() {
