@@ -24,20 +24,12 @@ impl Utc {
         Utc::from_unix(secs as i64)
     }
 
-    /// Seconds since 1970-01-01T00:00:00Z to a calendar date (Howard
-    /// Hinnant's `civil_from_days`, exact for every Gregorian date).
+    /// Seconds since 1970-01-01T00:00:00Z to a calendar date (the access
+    /// log's `civil_from_days`, exact for every Gregorian date).
     pub fn from_unix(secs: i64) -> Utc {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = proxy_core::access_log::civil_from_days(days);
         Utc {
             year,
             month,
