@@ -79,8 +79,9 @@ where
     let shutdown = Shutdown::new(&listener)?;
     // A backstop: the phase's run() stops waiting after the grace period
     // itself; if something is still stuck two seconds later, exit anyway.
-    let signals = shutdown::on_signals(
-        shutdown.clone(),
+    let trigger = shutdown.clone();
+    let signals = proxy_core::process::on_signals(
+        move || trigger.trigger(),
         config.shutdown_grace + Duration::from_secs(2),
     )?;
     Ok(Started {
@@ -98,7 +99,7 @@ pub struct Started {
     pub listener: TcpListener,
     pub config: Config,
     pub shutdown: Shutdown,
-    pub signals: shutdown::SignalThread,
+    pub signals: proxy_core::process::SignalThread,
 }
 
 /// Serves connections from `listener`, one at a time, until `shutdown` is

@@ -104,8 +104,15 @@ where
     tracing::info!(%addr, loops, mode = ?config.mode, "phase3-epoll ready");
 
     let shutdown = Shutdown::new();
-    shutdown::on_signals(shutdown.clone(), config.shutdown_grace)?;
+    // The loops enforce the grace period themselves; the signal thread's
+    // backstop, two seconds later, only catches a loop that never returns.
+    let trigger = shutdown.clone();
+    let signals = proxy_core::process::on_signals(
+        move || trigger.trigger(),
+        config.shutdown_grace + std::time::Duration::from_secs(2),
+    )?;
     run(listeners, config, shutdown)?;
+    signals.finish();
     tracing::info!("every event loop has stopped; exiting");
     Ok(())
 }

@@ -10,7 +10,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mio::Waker;
 
@@ -61,29 +60,4 @@ impl Shutdown {
             Err(poisoned) => poisoned.into_inner().push(waker),
         }
     }
-}
-
-/// Triggers `shutdown` on SIGINT or SIGTERM, from a small signal thread.
-///
-/// The loops themselves enforce `grace`; as a last resort (a loop that
-/// never returns would be a bug), the signal thread exits the process with
-/// status 0 a little after it.
-pub fn on_signals(shutdown: Shutdown, grace: Duration) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                tracing::info!(
-                    signal,
-                    "shutting down: no new connections; finishing the exchanges in flight"
-                );
-                shutdown.trigger();
-                std::thread::sleep(grace + Duration::from_secs(2));
-                tracing::warn!(?grace, "the event loops did not stop in time; exiting");
-                std::process::exit(0);
-            }
-        })?;
-    Ok(())
 }

@@ -61,3 +61,59 @@ pub fn log_exchange(
         duration,
     });
 }
+
+/// Calls `trigger` on SIGINT or SIGTERM (from a small signal thread), then
+/// exits the process with status 0 if the server has not stopped `backstop`
+/// later: the phases enforce `--shutdown-grace` themselves, so the backstop
+/// (the grace plus a margin) only catches a bug. Call
+/// [`SignalThread::finish`] once the server has stopped, so the thread ends
+/// before the process does. (Phase 4 waits for signals as a future instead.)
+pub fn on_signals(
+    trigger: impl FnOnce() + Send + 'static,
+    backstop: Duration,
+) -> io::Result<SignalThread> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            // Ends when a signal arrives or when finish() closes the handle.
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(
+                    signal,
+                    "shutting down: no new connections; finishing the exchanges in flight"
+                );
+                trigger();
+                // The server stopping in time ends this wait early.
+                if done_rx.recv_timeout(backstop).is_err() {
+                    tracing::warn!(?backstop, "the server did not stop in time; exiting");
+                    std::process::exit(0);
+                }
+            }
+        })?;
+    Ok(SignalThread {
+        handle,
+        done: done_tx,
+        thread,
+    })
+}
+
+/// The running signal thread (see [`on_signals`]).
+#[derive(Debug)]
+pub struct SignalThread {
+    handle: signal_hook::iterator::Handle,
+    done: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalThread {
+    /// The server has stopped: end the signal thread and wait for it, so that
+    /// no thread outlives `main` (valgrind then reports nothing lost).
+    pub fn finish(self) {
+        let _ = self.done.send(());
+        self.handle.close();
+        let _ = self.thread.join();
+    }
+}
