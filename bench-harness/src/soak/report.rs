@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::report::charts::{colour, plot_error};
 use crate::results::Machine;
 
 /// Version of `soak.json`'s layout.
@@ -358,10 +359,6 @@ pub fn write(results: &SoakResults, dir: &Path) -> anyhow::Result<Vec<PathBuf>> 
     Ok(written)
 }
 
-fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("cannot draw a chart: {e:?}")
-}
-
 /// One line per phase over minutes of load.
 fn line_chart(
     path: &Path,
@@ -369,12 +366,6 @@ fn line_chart(
     y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> anyhow::Result<()> {
-    const COLOURS: [RGBColor; 4] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-    ];
     let x_max = series
         .iter()
         .flat_map(|(_, ps)| ps.iter().map(|p| p.0))
@@ -405,7 +396,7 @@ fn line_chart(
         .draw()
         .map_err(plot_error)?;
     for (i, (name, points)) in series.iter().enumerate() {
-        let style = COLOURS[i % COLOURS.len()];
+        let style = colour(i);
         chart
             .draw_series(LineSeries::new(points.clone(), style.stroke_width(2)))
             .map_err(plot_error)?
